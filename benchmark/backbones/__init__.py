@@ -1,0 +1,49 @@
+"""Backbones: every model is created through timm; importing this registers lt-bench's own models."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import timm
+from torch import nn
+
+from benchmark.backbones import resnet_cifar  # noqa: F401  (registers resnet32_cifar into timm)
+from benchmark.registry import UnknownComponentError
+
+# timm models a suite may name, with the kwargs that make them match the reference code.
+BACKBONE_KWARGS: dict[str, dict[str, Any]] = {
+    "resnet32_cifar": {},
+    "resnet50": {"zero_init_last": False},
+    "resnet101": {"zero_init_last": False},
+    "resnet152": {"zero_init_last": False},
+    "wide_resnet50_2": {"zero_init_last": False},
+}
+
+
+BACKBONE_DESCRIPTIONS = {
+    "resnet32_cifar": "ResNet-32 of LDAM-DRW/CMO for 32x32 inputs (option-A shortcuts; cosine_head for LDAM)",
+    "resnet50": "timm ResNet-50 (torchvision layout, zero_init_last=False)",
+    "resnet101": "timm ResNet-101 (torchvision layout, zero_init_last=False)",
+    "resnet152": "timm ResNet-152 (torchvision layout, zero_init_last=False)",
+    "wide_resnet50_2": "timm Wide ResNet-50-2 (torchvision layout, zero_init_last=False)",
+}
+
+
+def check_backbone(name: str) -> None:
+    """Raise UnknownComponentError unless timm knows `name`."""
+    if name not in BACKBONE_KWARGS and not timm.is_model(name):
+        import difflib
+
+        close = difflib.get_close_matches(name, list(BACKBONE_KWARGS) + timm.list_models(), n=3)
+        hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+        raise UnknownComponentError(f"unknown backbone '{name}' (not a timm model).{hint}")
+
+
+def build_backbone(name: str, num_classes: int, **kwargs: Any) -> nn.Module:
+    """`timm.create_model(name, pretrained=False, num_classes=...)` with reference-matching defaults.
+
+    None-valued kwargs are dropped, so "unset" means the model's default.
+    """
+    check_backbone(name)
+    extra = {**BACKBONE_KWARGS.get(name, {}), **{k: v for k, v in kwargs.items() if v is not None}}
+    return timm.create_model(name, pretrained=False, num_classes=num_classes, **extra)

@@ -1,0 +1,220 @@
+"""The lt-bench command line (Typer): thin commands that forward to config, runner, report and registries."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from benchmark.config import SuiteError, list_suite_names, load_suite, parse_set, plan
+from benchmark.registry import UnknownComponentError
+
+app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, add_completion=False,
+                  context_settings={"help_option_names": ["-h", "--help"]},
+                  help="lt-bench: paper tables of long-tailed classification as suites of training runs.")
+suites_app = typer.Typer(no_args_is_help=True, help="List and show the suites in suites/.")
+run_app = typer.Typer(no_args_is_help=True, help="Run training jobs.")
+data_app = typer.Typer(no_args_is_help=True, help="Inspect datasets.")
+app.add_typer(suites_app, name="suites")
+app.add_typer(run_app, name="run")
+app.add_typer(data_app, name="data")
+console = Console()
+err = Console(stderr=True)
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SuiteArg = Annotated[str, typer.Argument(help="Suite name (in suites/) or path to a suite YAML.")]
+ResultsOpt = Annotated[Path, typer.Option("--results-dir", help="Where result records live.")]
+SetOpt = Annotated[list[str] | None, typer.Option("--set", help="Override a setting: key=value (repeatable).")]
+SeedsOpt = Annotated[str | None, typer.Option("--seeds", help="Comma-separated seeds, e.g. 0,1,2 (default: suite's).")]
+SmokeOpt = Annotated[bool, typer.Option("--smoke", help="Tiny epochs and data: at most a minute per run on CPU.")]
+
+
+def fail(msg: str, code: int = 2) -> None:
+    """Print one error line and exit (2 = bad input)."""
+    err.print(f"error: {msg}", highlight=False, markup=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def parse_seeds(text: str | None) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        seeds = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        fail(f"--seeds '{text}': expected comma-separated integers, e.g. 0,1,2")
+    if not seeds or any(s < 0 for s in seeds):
+        fail(f"--seeds '{text}': give at least one non-negative seed")
+    return seeds
+
+
+@suites_app.command("list")
+def suites_list(as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False
+                ) -> None:
+    """List the suites with their titles and run counts."""
+    rows = []
+    for name in list_suite_names():
+        try:
+            spec, _ = load_suite(name)
+            rows.append({"suite": name, "version": spec.version, "title": spec.title,
+                         "rows": len(spec.rows), "runs": len(plan(spec))})
+        except SuiteError as e:
+            rows.append({"suite": name, "error": str(e)})
+    if as_json:
+        print(json.dumps(rows, indent=1))
+        return
+    t = Table("suite", "v", "runs", "title")
+    for r in rows:
+        t.add_row(r["suite"], str(r.get("version", "")), str(r.get("runs", "")), r.get("title", r.get("error", "")))
+    console.print(t)
+
+
+@suites_app.command("show")
+def suites_show(name: SuiteArg) -> None:
+    """Show a suite's rows and the resolved settings of its first run."""
+    try:
+        spec, path = load_suite(name)
+        runs = plan(spec)
+    except SuiteError as e:
+        fail(str(e))
+    console.print(f"[bold]{spec.suite}[/bold] v{spec.version}: {spec.title}  ({path})", highlight=False)
+    t = Table("row", "column", "method", "seeds", "paper")
+    for row in spec.rows:
+        cols = [c.name for c in spec.columns] or [""]
+        for c in cols:
+            t.add_row(row.name + (" (cited)" if row.cited else ""), c, json.dumps(row.method),
+                      "-" if row.cited else ",".join(map(str, spec.seeds)), json.dumps(row.paper))
+    console.print(t)
+    if runs:
+        console.print("First run's resolved settings:")
+        console.print_json(runs[0].settings.model_dump_json())
+
+
+@app.command("validate")
+def validate(name: SuiteArg) -> None:
+    """Check a suite: schema, every row's settings, every component name. Trains nothing."""
+    from benchmark.runner import check_plan
+
+    try:
+        spec, path = load_suite(name)
+        runs = plan(spec)
+        check_plan(runs, str(path))
+    except (SuiteError, UnknownComponentError) as e:
+        fail(str(e))
+    console.print(f"{path}: ok ({len(spec.rows)} rows, {len(runs)} runs)", highlight=False)
+
+
+@run_app.command("suite")
+def run_suite_cmd(
+    name: SuiteArg,
+    smoke: SmokeOpt = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan; train nothing.")] = False,
+    seeds: SeedsOpt = None,
+    set_: SetOpt = None,
+    results_dir: ResultsOpt = REPO_ROOT / "results",
+    tracker: Annotated[str, typer.Option("--tracker", help="wandb (offline without an API key) or none.")] = "wandb",
+    retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Run again the runs recorded as failed.")]
+    = False,
+) -> None:
+    """Train every run of a suite that has no finished record; write one record per run."""
+    from benchmark.progress import RunProgress
+    from benchmark.runner import run_suite
+
+    if tracker not in ("wandb", "none"):
+        fail(f"--tracker '{tracker}': use wandb or none")
+    try:
+        spec, path = load_suite(name)
+        outcomes = run_suite(spec, where=str(path), seeds=parse_seeds(seeds), overrides=parse_set(set_ or []),
+                             smoke=smoke, dry_run=dry_run, results_dir=results_dir, tracker=tracker,
+                             retry_failed=retry_failed, progress=None if dry_run else RunProgress(console))
+    except (SuiteError, UnknownComponentError) as e:
+        fail(str(e))
+    t = Table("run", "row", "seed", "status", "best top-1", title=f"{spec.suite}: {len(outcomes)} runs")
+    for o in outcomes:
+        t.add_row(o.run.run_id, o.run.row + (f" [{o.run.column}]" if o.run.column else ""), str(o.run.seed),
+                  o.status, f"{o.acc:.2f}" if o.acc is not None else "")
+    console.print(t)
+    if any(o.status == "failed" for o in outcomes):
+        raise typer.Exit(1)
+
+
+@app.command("report")
+def report_cmd(
+    name: SuiteArg,
+    results_dir: ResultsOpt = REPO_ROOT / "results",
+    out_dir: Annotated[Path, typer.Option("--out-dir", help="Where the .md, .csv and .png go.")]
+    = REPO_ROOT / "reports",
+    set_: SetOpt = None,
+    seeds: SeedsOpt = None,
+    smoke: SmokeOpt = False,
+) -> None:
+    """Regenerate a suite's table (paper, ours mean ± std, delta) and plot from result records."""
+    from benchmark.report import build_report
+
+    try:
+        spec, _ = load_suite(name)
+        files = build_report(spec, results_dir, out_dir, overrides=parse_set(set_ or []), smoke=smoke,
+                             seeds=parse_seeds(seeds))
+    except SuiteError as e:
+        fail(str(e))
+    print(files.text)
+    console.print(f"wrote {files.markdown}, {files.csv}, {files.plot}", highlight=False)
+
+
+@data_app.command("stats")
+def data_stats(
+    dataset: Annotated[str, typer.Argument(help="Dataset name, e.g. cifar100_lt.")],
+    imbalance_ratio: Annotated[float, typer.Option("--imbalance-ratio", help="n_max / n_min (>= 1).")] = 100.0,
+    many_above: Annotated[int, typer.Option(help="Many-shot: n > this.")] = 100,
+    few_below: Annotated[int, typer.Option(help="Few-shot: n < this.")] = 20,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Class counts and many/medium/few group sizes of a long-tailed train split (no images needed)."""
+    from benchmark.components import dataset_counts
+    from benchmark.data.profile import shot_groups
+
+    if imbalance_ratio < 1:
+        fail(f"--imbalance-ratio {imbalance_ratio}: must be >= 1")
+    try:
+        counts = dataset_counts(dataset, imbalance_ratio)
+    except UnknownComponentError as e:
+        fail(str(e))
+    g = shot_groups(counts, many_above, few_below).sizes()
+    out = {"dataset": dataset, "imbalance_ratio": imbalance_ratio, "num_classes": len(counts),
+           "total": sum(counts), "max": max(counts), "min": min(counts), "groups": g,
+           "thresholds": {"many": f"n > {many_above}", "few": f"n < {few_below}"}, "class_counts": counts}
+    if as_json:
+        print(json.dumps(out))
+        return
+    console.print(f"{dataset} ratio {imbalance_ratio:g}: {len(counts)} classes, total {sum(counts):,}, "
+                  f"max {max(counts)}, min {min(counts)}; many/medium/few {g['many']}/{g['medium']}/{g['few']}",
+                  highlight=False, soft_wrap=True)
+
+
+@app.command("ls")
+def ls_cmd(kind: Annotated[str | None, typer.Argument(help="datasets|losses|rules|mixers|samplers|schedules|backbones")]
+           = None) -> None:
+    """List registered components with a one-line description."""
+    from benchmark.components import registries
+
+    regs = registries()
+    if kind is not None and kind not in regs:
+        fail(f"unknown registry '{kind}': choose from {', '.join(regs)}")
+    for name, entries in regs.items():
+        if kind in (None, name):
+            t = Table("name", "description", title=name)
+            for n, d in entries:
+                t.add_row(n, d)
+            console.print(t)
+
+
+def main() -> None:  # pragma: no cover
+    app(prog_name="lt-bench")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

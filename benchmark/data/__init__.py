@@ -1,0 +1,4 @@
+"""Datasets: importing this package registers every dataset (CIFAR-LT, synthetic_lt)."""
+
+from benchmark.data import cifar  # noqa: F401  (registration side effects)
+from benchmark.data import synthetic_lt  # noqa: F401

@@ -1,0 +1,75 @@
+"""In-memory long-tailed dataset container and the dataset registry."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from benchmark.registry import Registry
+
+CIFAR_MEAN = (0.4914, 0.4822, 0.4465)  # CIFAR-10 statistics, used for CIFAR-100 too (official code)
+CIFAR_STD = (0.2023, 0.1994, 0.2010)
+
+
+class DataError(RuntimeError):
+    """Dataset files are missing or malformed; the message says where they must be."""
+
+
+@dataclass
+class LTData:
+    """A long-tailed train split and a balanced test split, as uint8 NHWC arrays.
+
+    `train_source_index[i]` is the position of train image i in the official train file, so a
+    subset can be checked against the official selection rule.
+    """
+
+    name: str
+    num_classes: int
+    train_x: np.ndarray  # uint8 [N, H, W, 3]
+    train_y: np.ndarray  # int64 [N]
+    test_x: np.ndarray
+    test_y: np.ndarray
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    class_names: list[str] = field(default_factory=list)
+    train_source_index: np.ndarray | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def class_counts(self) -> list[int]:
+        return np.bincount(self.train_y, minlength=self.num_classes).tolist()
+
+    def limit_test(self, per_class: int | None) -> LTData:
+        """A copy whose test split keeps the first `per_class` images of each class (smoke runs)."""
+        if per_class is None:
+            return self
+        keep = np.concatenate([np.flatnonzero(self.test_y == k)[:per_class] for k in range(self.num_classes)])
+        keep.sort()
+        return LTData(**{**self.__dict__, "test_x": self.test_x[keep], "test_y": self.test_y[keep]})
+
+
+@dataclass(frozen=True)
+class DatasetDef:
+    """A registered dataset: `build(**options)` loads it, `counts(**options)` gives train class counts
+    from the options alone (no files), for `lt-bench data stats` and planning."""
+
+    build: Callable[..., LTData]
+    counts: Callable[..., list[int]]
+
+
+datasets: Registry[DatasetDef] = Registry("datasets")
+
+
+def default_data_root() -> Path:
+    """$LTBENCH_DATA, else the user cache dir (~/.cache/lt-bench/data)."""
+    env = os.environ.get("LTBENCH_DATA")
+    if env:
+        return Path(env).expanduser()
+    from platformdirs import user_cache_dir
+
+    return Path(user_cache_dir("lt-bench")) / "data"

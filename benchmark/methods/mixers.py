@@ -1,0 +1,77 @@
+"""Batch mixers: which streams feed background and foreground, and how a pair of batches is mixed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from benchmark.registry import Registry
+
+
+@dataclass(frozen=True)
+class Box:
+    """A CutMix box over tensor dims 2 (x1:x2) and 3 (y1:y2), as in the reference rand_bbox."""
+
+    x1: int
+    x2: int
+    y1: int
+    y2: int
+
+    def area(self) -> int:
+        return (self.x2 - self.x1) * (self.y2 - self.y1)
+
+
+def rand_bbox(d2: int, d3: int, lam: float, rng: np.random.Generator) -> Box:
+    """CutMix box: side int(d * sqrt(1 - lam)), uniform centre, half-widths floor(cut/2), clipped."""
+    cut = np.sqrt(1.0 - lam)
+    cut_w, cut_h = int(d2 * cut), int(d3 * cut)
+    cx, cy = int(rng.integers(d2)), int(rng.integers(d3))
+    return Box(int(np.clip(cx - cut_w // 2, 0, d2)), int(np.clip(cx + cut_w // 2, 0, d2)),
+               int(np.clip(cy - cut_h // 2, 0, d3)), int(np.clip(cy + cut_h // 2, 0, d3)))
+
+
+@dataclass(frozen=True)
+class Mixed:
+    """A mixed batch: loss = lam * L(y_a) + (1 - lam) * L(y_b)."""
+
+    x: torch.Tensor
+    y_a: torch.Tensor
+    y_b: torch.Tensor
+    lam: float
+
+
+@dataclass(frozen=True)
+class MixerSpec:
+    """A registered mixer: background / foreground stream samplers and the pairwise mixing op.
+
+    Streams name samplers ('instance', 'q', 'uniform'); `foreground` None means no second stream.
+    """
+
+    background: str
+    foreground: str | None
+    op: str  # "cutmix" | "none"
+
+    def active(self, epoch: int, epochs: int, start: int, end: int) -> bool:
+        """The reference window start < epoch < epochs - end (0-based epoch)."""
+        return self.foreground is not None and start < epoch < epochs - end
+
+
+def cutmix_pair(xb: torch.Tensor, yb: torch.Tensor, xf: torch.Tensor, yf: torch.Tensor, alpha: float,
+                rng: np.random.Generator) -> tuple[Mixed, Box]:
+    """Paste one box of each foreground image into its paired background image; lam from the box."""
+    lam = float(rng.beta(alpha, alpha))
+    box = rand_bbox(xb.shape[2], xb.shape[3], lam, rng)
+    x = xb.clone()
+    x[:, :, box.x1:box.x2, box.y1:box.y2] = xf[:, :, box.x1:box.x2, box.y1:box.y2]
+    lam = 1.0 - box.area() / (xb.shape[2] * xb.shape[3])
+    return Mixed(x, yb, yf, lam), box
+
+
+mixers: Registry[MixerSpec] = Registry("mixers")
+mixers.register("none", "no mixing: plain batches from the instance stream")(MixerSpec("instance", None, "none"))
+mixers.register("cmo", "CMO: background ~ P, foreground patch ~ Q (minority-weighted), CutMix box")(
+    MixerSpec("instance", "q", "cutmix"))
+mixers.register("cutmix", "CutMix baseline: background ~ P, foreground ~ P (uniform draws, = CMO with r=0)")(
+    MixerSpec("instance", "uniform", "cutmix"))

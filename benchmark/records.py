@@ -1,0 +1,111 @@
+"""Result records: one JSON per run, the schema, atomic writes, lookup, and environment capture (no torch)."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import tempfile
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SCHEMA_VERSION = 1
+
+
+class RunRecord(BaseModel):
+    """What one training run leaves behind; reports read nothing else."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    schema_version: int = SCHEMA_VERSION
+    status: Literal["done", "failed"]
+    run_id: str  # cell, seed and hash of the resolved settings
+    config_hash: str  # hash without the seed: the runs of one table cell share it
+    suite: str
+    suite_version: int
+    row: str  # display name as in the paper
+    column: str | None = None  # column name for tables whose columns are settings
+    seed: int
+    smoke: bool = False
+    settings: dict[str, Any]  # the fully resolved RunSettings
+    choices: dict[str, str] = Field(default_factory=dict)  # code-vs-paper choices this run used
+    metrics: dict[str, dict[str, float | None]] = Field(default_factory=dict)  # {"last": {...}, "best": {...}}
+    best_epoch: int | None = None
+    per_class: dict[str, list[float]] = Field(default_factory=dict)  # {"last": [...], "best": [...]}
+    class_counts: list[int] = Field(default_factory=list)
+    shot_groups: dict[str, int] = Field(default_factory=dict)  # group sizes
+    curve: list[dict[str, Any]] = Field(default_factory=list)  # one row per epoch
+    wall_time_s: float | None = None
+    num_params: int | None = None
+    error: str | None = None  # failed runs: the exception and the traceback's last lines
+    environment: dict[str, Any] = Field(default_factory=dict)
+    tracker: dict[str, Any] = Field(default_factory=dict)  # e.g. W&B mode, run path
+    created: str = Field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+
+
+def record_path(results_dir: Path, suite: str, cell: str, run_id: str) -> Path:
+    """results/<suite>/<cell>/<run_id>.json"""
+    return results_dir / suite / cell / f"{run_id}.json"
+
+
+def write_record(path: Path, record: RunRecord) -> None:
+    """Write atomically: a temp file in the same folder, fsync, then rename over the target."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(record.model_dump_json(indent=1))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_record(path: Path) -> RunRecord:
+    return RunRecord.model_validate_json(path.read_text())
+
+
+def load_records(results_dir: Path, suite: str) -> list[RunRecord]:
+    """Every readable record of a suite (unreadable files are skipped with a warning)."""
+    out = []
+    for p in sorted((results_dir / suite).glob("*/*.json")):
+        try:
+            out.append(read_record(p))
+        except (ValueError, OSError) as e:
+            print(f"lt-bench: skipping unreadable record {p}: {str(e).splitlines()[0]}")
+    return out
+
+
+def environment() -> dict[str, Any]:
+    """Package versions, Python, host and git commit (with a dirty flag); the device comes from training."""
+    pkgs = {}
+    for name in ("torch", "torchvision", "timm", "numpy", "wandb", "lt-bench"):
+        try:
+            pkgs[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pkgs[name] = None
+    return {"python": platform.python_version(), "platform": platform.platform(), "host": platform.node(),
+            "packages": pkgs, **git_state()}
+
+
+def git_state() -> dict[str, Any]:
+    root = Path(__file__).resolve().parent.parent
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
+                             timeout=5).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, timeout=5).stdout.strip() != ""
+    except (OSError, subprocess.SubprocessError):
+        return {"git_commit": None, "git_dirty": None}
+    return {"git_commit": sha or None, "git_dirty": dirty if sha else None}
+
+
+def dump_json(obj: Any) -> str:
+    return json.dumps(obj, indent=1, sort_keys=True)

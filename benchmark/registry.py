@@ -1,0 +1,82 @@
+"""Generic name -> component registry with descriptions and "did you mean" errors (stdlib only)."""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+
+
+class UnknownComponentError(KeyError):
+    """Raised when a name is not registered; the message suggests close names."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0])
+
+
+@dataclass(frozen=True)
+class Entry(Generic[T]):
+    """One registered component."""
+
+    name: str
+    obj: T
+    description: str
+
+
+class Registry(Generic[T]):
+    """A named collection of components.
+
+    Example:
+        >>> losses = Registry("losses")
+        >>> @losses.register("ce", "plain cross-entropy")
+        ... def ce(): ...
+        >>> losses.get("ce") is ce
+        True
+    """
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._entries: dict[str, Entry[T]] = {}
+
+    def register(self, name: str, description: str) -> Callable[[T], T]:
+        """Decorator that registers `obj` under `name`; a duplicate name is an error."""
+
+        def deco(obj: T) -> T:
+            if name in self._entries:
+                raise ValueError(f"{self.kind}: '{name}' is already registered")
+            self._entries[name] = Entry(name, obj, description)
+            return obj
+
+        return deco
+
+    def get(self, name: str) -> T:
+        """The component registered as `name`."""
+        return self.entry(name).obj
+
+    def entry(self, name: str) -> Entry[T]:
+        """The registry entry for `name` (raises UnknownComponentError with suggestions)."""
+        try:
+            return self._entries[name]
+        except KeyError:
+            raise UnknownComponentError(self.unknown_message(name)) from None
+
+    def unknown_message(self, name: str) -> str:
+        """One line naming the unknown component, close matches and the known names."""
+        close = difflib.get_close_matches(name, self._entries, n=3, cutoff=0.5)
+        hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+        return f"unknown {self.kind[:-1] if self.kind.endswith('s') else self.kind} '{name}'.{hint} " \
+               f"Known: {', '.join(sorted(self._entries))}."
+
+    def names(self, pattern: str = "*") -> list[str]:
+        """Sorted registered names matching an fnmatch pattern."""
+        return sorted(n for n in self._entries if fnmatch.fnmatch(n, pattern))
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
+    def __iter__(self) -> Iterator[Entry[T]]:
+        return iter(self._entries[n] for n in sorted(self._entries))

@@ -1,0 +1,92 @@
+"""Records -> tidy per-cell statistics (mean, std, n, paper value, delta) -> Markdown in the paper's layout."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pandas as pd
+
+from benchmark.config import RowSpec, RunSpec, SuiteSpec
+from benchmark.records import RunRecord
+
+METRIC_LABELS = {"acc/all": "All", "acc/many": "Many", "acc/medium": "Med", "acc/few": "Few"}
+
+
+def paper_value(row: RowSpec, metric: str, column: str | None, first_metric: str) -> float | None:
+    """The paper's number for a cell: paper[metric], or paper[column][metric] / paper[column] (first metric)."""
+    src: Any = row.paper if column is None else row.paper.get(column, row.paper.get(str(column)))
+    v = src.get(metric) if isinstance(src, dict) else (src if metric == first_metric else None)
+    return float(v) if v is not None else None
+
+
+def cell_frame(spec: SuiteSpec, runs: list[RunSpec], records: dict[str, RunRecord]) -> pd.DataFrame:
+    """One line per (row, column, metric, epoch): paper, mean, std (ddof 1), n done / planned, delta."""
+    lines = []
+    for order, row in enumerate(spec.rows):
+        for col in [c.name for c in spec.columns] or [None]:
+            cell_runs = [r for r in runs if r.row == row.name and r.column == col]
+            recs = [records[r.run_id] for r in cell_runs if r.run_id in records]
+            done = [r for r in recs if r.status == "done"]
+            for metric in spec.metrics:
+                for epoch in ("best", "last"):
+                    vals = [v for r in done if (v := r.metrics.get(epoch, {}).get(metric)) is not None]
+                    mean = sum(vals) / len(vals) if vals else None
+                    std = _std(vals)
+                    paper = paper_value(row, metric, col, spec.metrics[0])
+                    lines.append({
+                        "order": order, "row": row.name, "column": col, "metric": metric, "epoch": epoch,
+                        "cited": row.cited, "paper": paper, "mean": mean, "std": std, "n": len(vals),
+                        "n_planned": len(cell_runs), "n_failed": sum(r.status == "failed" for r in recs),
+                        "delta": (mean - paper) if (mean is not None and paper is not None) else None,
+                    })
+    return pd.DataFrame(lines)
+
+
+def _std(vals: list[float]) -> float | None:
+    if len(vals) < 2:
+        return None
+    m = sum(vals) / len(vals)
+    return math.sqrt(sum((v - m) ** 2 for v in vals) / (len(vals) - 1))
+
+
+def _fmt(v: float | None, signed: bool = False) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "—"
+    return f"{v:+.1f}" if signed else f"{v:.1f}"
+
+
+def _ours(c: pd.Series) -> str:
+    if c["cited"]:
+        return "cited"
+    if c["n"] == 0:
+        return f"— (0/{c['n_planned']})" + (f", {c['n_failed']} failed" if c["n_failed"] else "")
+    spread = f" ± {c['std']:.1f}" if c["std"] is not None and not pd.isna(c["std"]) else ""
+    return f"{c['mean']:.1f}{spread} (n={c['n']})"
+
+
+def to_markdown(spec: SuiteSpec, frame: pd.DataFrame, n_records: int, n_planned: int) -> str:
+    """The table in the suite's row order: per (column,) metric the paper value, ours (mean ± std, n), delta."""
+    f = frame[frame["epoch"] == spec.report_epoch]
+    groups = [(c, m) for c in ([c.name for c in spec.columns] or [None]) for m in spec.metrics]
+    head = ["Method"]
+    for c, m in groups:
+        label = METRIC_LABELS.get(m, m) if c is None else f"{c} {METRIC_LABELS.get(m, m)}"
+        head += [f"{label} paper", f"{label} ours", "Δ"]
+    lines = [f"# {spec.title}", "",
+             f"Suite `{spec.suite}` v{spec.version}. Values: top-1 accuracy (%) at the **{spec.report_epoch}** "
+             f"test epoch, mean ± std over seeds (n = finished runs). Δ = ours − paper. "
+             f"Records: {n_records}/{n_planned} planned runs.", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for order in sorted(f["order"].unique()):
+        rows = f[f["order"] == order]
+        name = rows["row"].iloc[0] + (" (cited)" if rows["cited"].iloc[0] else "")
+        cells = [name]
+        for c, m in groups:
+            sel = rows[(rows["metric"] == m) & (rows["column"].isna() if c is None else rows["column"] == c)]
+            cell = sel.iloc[0]
+            cells += [_fmt(cell["paper"]), _ours(cell), "" if cell["cited"] else _fmt(cell["delta"], signed=True)]
+        lines.append("| " + " | ".join(cells) + " |")
+    if spec.source:
+        lines += ["", f"Paper numbers: {spec.source}"]
+    return "\n".join(lines) + "\n"

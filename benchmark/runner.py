@@ -1,0 +1,221 @@
+"""Run a suite: plan, check components, skip finished runs, train, write records, track; failures isolated."""
+
+from __future__ import annotations
+
+import inspect
+import os
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from benchmark.config import RunSpec, SuiteError, SuiteSpec, plan, slug
+from benchmark.data.base import DataError, LTData, datasets
+from benchmark.data.profile import shot_groups
+from benchmark.records import RunRecord, environment, read_record, record_path, write_record
+from benchmark.registry import UnknownComponentError
+from benchmark.settings import DataSettings, RunSettings
+from benchmark.tracking import Tracker, make_tracker
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class RunOutcome:
+    """What happened to one planned run."""
+
+    run: RunSpec
+    status: str  # done | failed | skipped | planned
+    path: Path
+    acc: float | None = None
+    error: str | None = None
+
+
+def check_components(s: RunSettings) -> None:
+    """Resolve every component name of a run; raise UnknownComponentError / SuiteError on the first problem."""
+    from benchmark.backbones import check_backbone
+    from benchmark.data.samplers import samplers
+    from benchmark.methods.losses import losses
+    from benchmark.methods.mixers import mixers
+    from benchmark.methods.rules import rules
+    from benchmark.methods.schedules import schedules
+
+    datasets.entry(s.data.name)
+    losses.entry(s.method.loss)
+    rules.entry(s.method.rule)
+    mixers.entry(s.method.mixer)
+    schedules.entry(s.train.schedule)
+    samplers.entry(s.train.sampler)
+    check_backbone(s.backbone.name)
+    dataset_options(s.data)
+
+
+def check_plan(runs: list[RunSpec], where: str) -> None:
+    """check_components for every distinct configuration, naming the row on failure."""
+    seen: set[str] = set()
+    for r in runs:
+        if r.config_hash in seen:
+            continue
+        seen.add(r.config_hash)
+        try:
+            check_components(r.settings)
+        except (UnknownComponentError, SuiteError) as e:
+            cell = f"row '{r.row}'" + (f", column '{r.column}'" if r.column else "")
+            raise SuiteError(f"{where}: {cell}: {e}") from None
+
+
+# Settings every dataset may ignore (a generated dataset has no files to find or download).
+_COMMON_DATA_OPTIONS = {"imbalance_ratio", "root", "download", "split_seed"}
+
+
+def dataset_options(d: DataSettings) -> dict[str, Any]:
+    """Builder kwargs from the data settings; None means "the dataset's default" and is dropped.
+
+    A dataset-specific option the builder does not take is an error.
+    """
+    accepted = inspect.signature(datasets.get(d.name).build).parameters
+    out = {}
+    for k, v in d.model_dump().items():
+        if k == "name" or v is None:
+            continue
+        if k in accepted:
+            out[k] = v
+        elif k not in _COMMON_DATA_OPTIONS:
+            raise SuiteError(f"data.{k} is not an option of dataset '{d.name}'")
+    return out
+
+
+def load_dataset(d: DataSettings) -> LTData:
+    return datasets.get(d.name).build(**dataset_options(d))
+
+
+def _load_cached(d: DataSettings, cache: dict[str, LTData]) -> LTData:
+    key = d.model_dump_json()
+    if key not in cache:
+        cache.clear()  # one dataset in memory at a time
+        cache[key] = load_dataset(d)
+    return cache[key]
+
+
+def tags_for(r: RunSpec) -> list[str]:
+    s = r.settings
+    tags = [s.data.name, f"ir{s.data.imbalance_ratio:g}", s.backbone.name, f"loss:{s.method.loss}",
+            f"rule:{s.method.rule}", f"mixer:{s.method.mixer}", f"seed{r.seed}", f"suite:{r.suite}"]
+    return tags + (["smoke"] if r.smoke else [])
+
+
+def choices_for(s: RunSettings) -> dict[str, str]:
+    """Where the paper and the official code differ, the choice this run made."""
+    out = {"best_metric": "best test epoch (code) and last epoch, both recorded",
+           "shots": f"many n>{s.eval.many_above}, few n<{s.eval.few_below}"}
+    if s.method.mixer != "none":
+        out["q_semantics"] = s.mixer.q_semantics + (" (official code)" if s.mixer.q_semantics == "per_sample"
+                                                    else " (paper Eq. 2)")
+    return out
+
+
+def execute(r: RunSpec, data: LTData, tracker: Tracker, on_epoch: Callable[[dict[str, Any]], None] | None
+            ) -> RunRecord:
+    """Train one run and build its record; an exception becomes a failed record."""
+    from benchmark.train import fit
+
+    base = dict(run_id=r.run_id, config_hash=r.config_hash, suite=r.suite, suite_version=r.suite_version,
+                row=r.row, column=r.column, seed=r.seed, smoke=r.smoke, settings=r.settings.model_dump(mode="json"),
+                choices=choices_for(r.settings), environment=environment())
+    meta = {"suite": r.suite, "job_type": slug(r.row)[:60], "run_id": r.run_id, "row": r.row, "column": r.column,
+            "suite_version": r.suite_version,
+            "name": f"{r.row}" + (f" [{r.column}]" if r.column else "") + f" s{r.seed}"}
+    tracker.start(meta, r.settings.model_dump(mode="json"), tags_for(r))
+
+    def hook(row: dict[str, Any]) -> None:
+        tracker.log_epoch(row)
+        if on_epoch:
+            on_epoch(row)
+
+    try:
+        res = fit(r.settings, data, on_epoch=hook)
+    except Exception as e:
+        tb = traceback.format_exc().strip().splitlines()
+        tracker.finish({"status": "failed"}, None, failed=True)
+        return RunRecord(status="failed", error=f"{type(e).__name__}: {e}\n" + "\n".join(tb[-12:]),
+                         tracker=tracker.info(), **base)
+    summary = {**{f"last/{k}": v for k, v in res.last.items()}, **{f"best/{k}": v for k, v in res.best.items()},
+               "best_epoch": res.best_epoch, "status": "done"}
+    names = data.class_names or [str(k) for k in range(data.num_classes)]
+    groups = shot_groups(res.class_counts, r.settings.eval.many_above, r.settings.eval.few_below)
+    group_of = {k: g for g in ("many", "medium", "few") for k in getattr(groups, g)}
+    per_class = {"class": list(range(data.num_classes)), "name": names, "train_count": res.class_counts,
+                 "group": [group_of[k] for k in range(data.num_classes)], "acc_last": res.per_class_last,
+                 "acc_best": res.per_class_best}
+    tracker.finish(summary, per_class, failed=False)
+    base["environment"]["device"] = res.device
+    return RunRecord(status="done", metrics={"last": res.last, "best": res.best}, best_epoch=res.best_epoch,
+                     per_class={"last": res.per_class_last, "best": res.per_class_best},
+                     class_counts=res.class_counts, shot_groups=res.groups, curve=res.curve,
+                     wall_time_s=res.wall_time_s, num_params=res.num_params, tracker=tracker.info(), **base)
+
+
+def existing_status(path: Path) -> str | None:
+    """'done' / 'failed' for a readable record, None when absent or unreadable."""
+    if not path.is_file():
+        return None
+    try:
+        return read_record(path).status
+    except (ValueError, OSError):
+        return None
+
+
+def run_suite(spec: SuiteSpec, *, where: str = "", seeds: list[int] | None = None,
+              overrides: dict[str, Any] | None = None, smoke: bool = False, dry_run: bool = False,
+              results_dir: Path = REPO_ROOT / "results", tracker: str = "wandb", retry_failed: bool = False,
+              progress: Any = None) -> list[RunOutcome]:
+    """Plan a suite and train every run that has no finished record.
+
+    Example:
+        >>> spec, path = load_suite("quickstart")
+        >>> outcomes = run_suite(spec, tracker="none")  # doctest: +SKIP
+    """
+    runs = plan(spec, seeds=seeds, overrides=overrides, smoke=smoke, where=where)
+    check_plan(runs, where or spec.suite)
+    outcomes = []
+    todo = []
+    for r in runs:
+        path = record_path(results_dir, r.suite, r.cell, r.run_id)
+        status = existing_status(path)
+        if status == "done" or (status == "failed" and not retry_failed):
+            outcomes.append(RunOutcome(r, f"skipped ({status})", path))
+        else:
+            todo.append((r, path))
+            outcomes.append(RunOutcome(r, "planned", path))
+    if dry_run or not todo:
+        return outcomes
+    _check_writable(results_dir)
+    wandb_dir = Path(os.environ.get("WANDB_DIR") or REPO_ROOT)
+    cache: dict[str, LTData] = {}
+    by_id = {o.run.run_id: o for o in outcomes}
+    for i, (r, path) in enumerate(todo):
+        o = by_id[r.run_id]
+        try:
+            data = _load_cached(r.settings.data, cache)
+        except DataError as e:
+            raise SuiteError(str(e)) from None
+        on_epoch = progress.start_run(r, i, len(todo)) if progress else None
+        rec = execute(r, data, make_tracker(tracker, wandb_dir), on_epoch)
+        write_record(path, rec)
+        o.status, o.error = rec.status, rec.error
+        o.acc = (rec.metrics.get("best") or {}).get("acc/all")
+        if progress:
+            progress.end_run(o)
+    return outcomes
+
+
+def _check_writable(results_dir: Path) -> None:
+    try:
+        results_dir.mkdir(parents=True, exist_ok=True)
+        probe = results_dir / ".write-probe"
+        probe.touch()
+        probe.unlink()
+    except OSError as e:
+        raise SuiteError(f"results directory {results_dir} is not writable ({e.strerror}); "
+                         f"choose another with --results-dir") from None

@@ -1,0 +1,120 @@
+"""The fully resolved settings of one training run (pydantic, no torch), and its stable hashes."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class Strict(BaseModel):
+    """Base model: unknown keys are errors, values are validated on assignment."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataSettings(Strict):
+    """Which long-tailed dataset and how it is built."""
+
+    name: str = "cifar100_lt"
+    imbalance_ratio: float = Field(100.0, ge=1.0, description="n_max / n_min of the exponential profile")
+    root: str | None = Field(None, description="data root; default $LTBENCH_DATA or the user cache dir")
+    download: bool = Field(True, description="download official files through torchvision when missing")
+    split_seed: int = Field(0, description="legacy NumPy seed of the subset draw (official rand_number)")
+    num_classes: int | None = Field(None, ge=2, description="synthetic only")
+    max_per_class: int | None = Field(None, ge=1, description="synthetic only: images of the head class")
+    test_per_class: int | None = Field(None, ge=1, description="synthetic only: balanced test images per class")
+    image_size: int | None = Field(None, ge=8, description="synthetic only: side of the square images")
+
+
+class BackboneSettings(Strict):
+    """Which timm model to create (pretrained weights are never used)."""
+
+    name: str = "resnet32_cifar"
+
+
+class MethodSettings(Strict):
+    """The three method axes of the official code: loss, re-weighting rule, batch mixer."""
+
+    loss: str = "ce"
+    rule: str = "none"
+    mixer: str = "none"
+
+
+class MixerSettings(Strict):
+    """Settings shared by the batch mixers (CMO and its relatives)."""
+
+    prob: float = Field(0.5, ge=0.0, le=1.0, description="probability that a batch is mixed")
+    alpha: float = Field(1.0, gt=0.0, description="lambda ~ Beta(alpha, alpha)")
+    start: int = Field(3, description="active only while start < epoch (0-based)")
+    end: int = Field(3, ge=0, description="... and epoch < epochs - end")
+    fg_power: float = Field(1.0, ge=0.0, description="r of q(r): per-sample weight (1/n_k)^r")
+    q_semantics: Literal["per_sample", "per_class"] = Field(
+        "per_sample", description="per_sample = official code, per_class = the paper's Eq. 2"
+    )
+
+
+class TrainSettings(Strict):
+    """Optimiser, schedule and loop settings."""
+
+    epochs: int = Field(200, gt=0)
+    batch_size: int = Field(128, gt=0)
+    lr: float = Field(0.1, gt=0.0, description="base learning rate for batch 128")
+    momentum: float = Field(0.9, ge=0.0, lt=1.0)
+    weight_decay: float = Field(2e-4, ge=0.0, description="applied to every parameter, BN included")
+    nesterov: bool = False
+    schedule: str = "cifar_step"
+    warmup_epochs: int | None = Field(None, ge=0, description="None = the schedule's own value")
+    milestones: list[int] | None = Field(None, description="None = the schedule's own (1-based) epochs")
+    gamma: float | None = Field(None, gt=0.0, description="None = the schedule's own decay factor")
+    sampler: str = Field("instance", description="background (main) stream sampler")
+    steps_per_epoch: int | None = Field(None, gt=0, description="cap on batches per epoch (smoke runs)")
+    device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
+
+
+class EvalSettings(Strict):
+    """Evaluation: shot groups from train counts, and an optional cap for smoke runs."""
+
+    many_above: int = Field(100, ge=0, description="many-shot: n > many_above")
+    few_below: int = Field(20, ge=0, description="few-shot: n < few_below (test.py convention)")
+    test_limit_per_class: int | None = Field(None, gt=0, description="cap on test images per class")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> EvalSettings:
+        if self.few_below > self.many_above + 1:
+            raise ValueError("few_below must not exceed many_above + 1")
+        return self
+
+
+class RunSettings(Strict):
+    """Everything that determines one training run; hashing it gives the run id."""
+
+    seed: int = Field(0, ge=0)
+    data: DataSettings = DataSettings()
+    backbone: BackboneSettings = BackboneSettings()
+    method: MethodSettings = MethodSettings()
+    mixer: MixerSettings = MixerSettings()
+    train: TrainSettings = TrainSettings()
+    eval: EvalSettings = EvalSettings()
+
+    def identity(self) -> dict[str, Any]:
+        """The settings that define the experiment: where data lives or which device runs it is left out."""
+        return self.model_dump(mode="json", exclude=_NOT_IDENTITY)
+
+    def config_hash(self) -> str:
+        """Hash of the identity without the seed: runs that differ only in seed share it."""
+        return _digest({k: v for k, v in self.identity().items() if k != "seed"})
+
+    def run_hash(self) -> str:
+        """Hash of the identity including the seed."""
+        return _digest(self.identity())
+
+
+_NOT_IDENTITY: dict[str, Any] = {"data": {"root", "download"}, "train": {"device"}}
+
+
+def _digest(obj: Any) -> str:
+    blob = json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
+    return hashlib.sha256(blob).hexdigest()[:10]
