@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import inspect
 import os
 import traceback
@@ -42,12 +43,15 @@ def check_components(s: RunSettings) -> None:
     from benchmark.methods.schedules import schedules
 
     datasets.entry(s.data.name)
-    losses.entry(s.method.loss)
+    loss = losses.get(s.method.loss)
     rules.entry(s.method.rule)
     mixers.entry(s.method.mixer)
     schedules.entry(s.train.schedule)
     samplers.entry(s.train.sampler)
     check_backbone(s.backbone.name)
+    if loss.backbones and not fnmatch.fnmatch(s.backbone.name, loss.backbones):
+        raise SuiteError(f"loss '{s.method.loss}' needs a backbone matching '{loss.backbones}', "
+                         f"not '{s.backbone.name}'")
     dataset_options(s.data)
 
 

@@ -17,8 +17,8 @@ from benchmark.data.base import LTData
 from benchmark.data.pipeline import BatchAugment, eval_batches, to_device_images
 from benchmark.data.profile import ShotGroups, shot_groups
 from benchmark.data.samplers import Sampler, SamplerContext, samplers
-from benchmark.methods.losses import LossContext, losses, reduce_loss
-from benchmark.methods.mixers import MixerSpec, cutmix_pair, mixers
+from benchmark.methods.losses import LossContext, logits_of, losses, mixed_loss
+from benchmark.methods.mixers import MixContext, MixerSpec, mixers
 from benchmark.methods.rules import Rule, RuleContext, rules
 from benchmark.methods.schedules import schedules
 from benchmark.metrics import summarize
@@ -71,7 +71,9 @@ def resolve_device(name: str) -> torch.device:
 def build_parts(s: RunSettings, data: LTData, labels: torch.Tensor, device: torch.device) -> Parts:
     """Compose model, optimiser, schedule, loss, rule, mixer and samplers from the registries."""
     counts = data.class_counts
-    model = build_backbone(s.backbone.name, data.num_classes).to(device)
+    loss_def = losses.get(s.method.loss)
+    head = {"cosine_head": True} if loss_def.head == "cosine" else {}  # e.g. LDAM needs the cosine classifier
+    model = build_backbone(s.backbone.name, data.num_classes, **head).to(device)
     # Weight decay on every parameter, BN and biases included; plain momentum (no Nesterov) by default.
     optimizer = torch.optim.SGD(model.parameters(), lr=s.train.lr, momentum=s.train.momentum,
                                 weight_decay=s.train.weight_decay, nesterov=s.train.nesterov)
@@ -82,7 +84,7 @@ def build_parts(s: RunSettings, data: LTData, labels: torch.Tensor, device: torc
     bg_name = s.train.sampler if mixer.background == "instance" else mixer.background
     return Parts(
         model=model, optimizer=optimizer, lr_factor=lr_factor,
-        criterion=losses.get(s.method.loss)(LossContext(counts)).to(device),
+        criterion=loss_def.build(LossContext(counts, s.train.epochs)).to(device),
         rule=rules.get(s.method.rule)(RuleContext(counts, s.train.epochs)),
         mixer=mixer,
         background=samplers.get(bg_name)(sctx),
@@ -96,7 +98,7 @@ def evaluate(model: nn.Module, aug: BatchAugment, test_x: torch.Tensor, test_y: 
              num_classes: int, groups: ShotGroups) -> tuple[dict[str, float | None], list[float]]:
     """Top-1, many/medium/few and per-class accuracy on the (balanced) test split."""
     model.eval()
-    preds = [model(aug.normalize(x)).argmax(1) for x, _ in eval_batches(test_x, test_y, 1000)]
+    preds = [logits_of(model(aug.normalize(x))).argmax(1) for x, _ in eval_batches(test_x, test_y, 1000)]
     model.train()
     return summarize(torch.cat(preds), test_y, num_classes, groups)
 
@@ -121,6 +123,7 @@ def fit(s: RunSettings, data: LTData, on_epoch: Callable[[dict[str, Any]], None]
     epochs, bs, n = s.train.epochs, s.train.batch_size, len(labels)
     steps = math.ceil(n / bs) if s.train.steps_per_epoch is None else min(math.ceil(n / bs), s.train.steps_per_epoch)
 
+    mix_ctx = MixContext(s.mixer.alpha, torch.tensor(data.class_counts, device=device))
     best: dict[str, float | None] = {"acc/all": -1.0}
     best_epoch, pc_best, curve = -1, [], []
     for epoch in range(epochs):
@@ -130,6 +133,8 @@ def fit(s: RunSettings, data: LTData, on_epoch: Callable[[dict[str, Any]], None]
             g["lr"] = lr
         class_weight = p.rule(epoch)
         class_weight = class_weight.to(device) if class_weight is not None else None
+        if hasattr(p.criterion, "set_epoch"):  # losses with their own per-epoch state (e.g. RIDE's temperature)
+            p.criterion.set_epoch(epoch)
         active = p.mixer.active(epoch, epochs, s.mixer.start, s.mixer.end)
         bg_order = p.background.epoch(gen)
         fg_order = p.foreground.epoch(gen) if active and p.foreground is not None else None
@@ -140,21 +145,20 @@ def fit(s: RunSettings, data: LTData, on_epoch: Callable[[dict[str, Any]], None]
             idx = bg_order[step * bs:(step + 1) * bs]
             x, y = aug(idx, gen), labels[idx]
             coin = rng.random() if p.mixer.foreground is not None else 1.0  # drawn every step, as the reference
-            if fg_order is not None and coin < s.mixer.prob:
+            if fg_order is not None and p.mixer.op is not None and coin < s.mixer.prob:
                 fidx = fg_order[step * bs:(step + 1) * bs][: len(idx)]
-                m, _ = cutmix_pair(x, y, aug(fidx, gen), labels[fidx], s.mixer.alpha, rng)
+                m = p.mixer.op(x, y, aug(fidx, gen), labels[fidx], rng, mix_ctx)
                 out = p.model(m.x)
-                loss = m.lam * reduce_loss(p.criterion(out, m.y_a), m.y_a, class_weight) + \
-                    (1 - m.lam) * reduce_loss(p.criterion(out, m.y_b), m.y_b, class_weight)
+                loss = mixed_loss(p.criterion, out, m.y_a, m.y_b, m.lam, class_weight)
                 mixed += 1
             else:
                 out = p.model(x)
-                loss = reduce_loss(p.criterion(out, y), y, class_weight)
+                loss = p.criterion(out, y, class_weight)
             p.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             p.optimizer.step()
             loss_sum += loss.detach() * len(idx)
-            correct += (out.detach().argmax(1) == y).sum()  # train accuracy against the background labels
+            correct += (logits_of(out).detach()[: len(y)].argmax(1) == y).sum()  # vs the background labels
             seen += len(idx)
         train_loss = (loss_sum / seen).item()
         if not math.isfinite(train_loss):

@@ -1,4 +1,6 @@
 """Datasets: importing this package registers every dataset (CIFAR-LT, synthetic_lt)."""
 
-from benchmark.data import cifar  # noqa: F401  (registration side effects)
-from benchmark.data import synthetic_lt  # noqa: F401
+from benchmark.data import (
+    cifar,  # noqa: F401  (registration side effects)
+    synthetic_lt,  # noqa: F401
+)

@@ -1,9 +1,10 @@
-"""Classification losses: each returns per-sample losses; weighted reduction follows PyTorch's CE."""
+"""Classification losses behind one interface: criterion(out, target, class_weight, reduction)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -14,29 +15,55 @@ from benchmark.registry import Registry
 
 @dataclass(frozen=True)
 class LossContext:
-    """What a loss may know about the data: train class counts."""
+    """What a loss may know about the data and the run: train class counts and the run length."""
 
     class_counts: list[int]
+    epochs: int = 200
 
 
-losses: Registry[Callable[[LossContext], nn.Module]] = Registry("losses")
+@dataclass(frozen=True)
+class LossDef:
+    """A registered loss: its factory and the classifier head it needs ('linear' or 'cosine')."""
+
+    build: Callable[[LossContext], nn.Module]
+    head: str = "linear"
+    backbones: str | None = None  # fnmatch pattern of backbones it works with (None: any)
+
+
+def logits_of(out: Any) -> torch.Tensor:
+    """Model outputs are a logits tensor, or a dict with 'logits' (multi-expert models add 'experts')."""
+    return out["logits"] if isinstance(out, dict) else out
+
+
+def weighted_reduce(per_sample: torch.Tensor, target: torch.Tensor, class_weight: torch.Tensor | None,
+                    reduction: str) -> torch.Tensor:
+    """Apply class weights per sample; 'mean' divides by the sum of target weights (PyTorch CE), 'none' keeps
+    the weighted per-sample losses."""
+    if class_weight is None:
+        return per_sample.mean() if reduction == "mean" else per_sample
+    w = class_weight[target]
+    return (per_sample * w).sum() / w.sum() if reduction == "mean" else per_sample * w
 
 
 class CrossEntropy(nn.Module):
-    """Plain cross-entropy, reduction='none'."""
+    """Cross-entropy, optionally class-weighted (DRW)."""
 
-    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(logits.float(), target, reduction="none")
-
-
-@losses.register("ce", "cross-entropy (optionally class-weighted by a rule such as DRW)")
-def ce(ctx: LossContext) -> nn.Module:
-    return CrossEntropy()
+    def forward(self, out: Any, target: torch.Tensor, class_weight: torch.Tensor | None = None,
+                reduction: str = "mean") -> torch.Tensor:
+        per = F.cross_entropy(logits_of(out).float(), target, reduction="none")
+        return weighted_reduce(per, target, class_weight, reduction)
 
 
-def reduce_loss(per_sample: torch.Tensor, target: torch.Tensor, class_weight: torch.Tensor | None) -> torch.Tensor:
-    """Mean over the batch; with class weights, divide by the sum of the target weights (PyTorch CE)."""
-    if class_weight is None:
-        return per_sample.mean()
-    w = class_weight[target]
-    return (per_sample * w).sum() / w.sum()
+losses: Registry[LossDef] = Registry("losses")
+losses.register("ce", "cross-entropy (class-weighted when a rule such as DRW gives weights)")(
+    LossDef(lambda ctx: CrossEntropy()))
+
+
+def mixed_loss(criterion: nn.Module, out: Any, y_a: torch.Tensor, y_b: torch.Tensor, lam: float | torch.Tensor,
+               class_weight: torch.Tensor | None) -> torch.Tensor:
+    """lam * L(y_a) + (1 - lam) * L(y_b): two mean-reduced terms (CMO's form) for a scalar lam, the batch mean
+    of per-sample mixtures for a per-sample lam (Remix)."""
+    if not isinstance(lam, torch.Tensor):
+        return lam * criterion(out, y_a, class_weight) + (1 - lam) * criterion(out, y_b, class_weight)
+    per = lam * criterion(out, y_a, class_weight, "none") + (1 - lam) * criterion(out, y_b, class_weight, "none")
+    return per.mean()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,12 +35,23 @@ def rand_bbox(d2: int, d3: int, lam: float, rng: np.random.Generator) -> Box:
 
 @dataclass(frozen=True)
 class Mixed:
-    """A mixed batch: loss = lam * L(y_a) + (1 - lam) * L(y_b)."""
+    """A mixed batch: loss = lam * L(y_a) + (1 - lam) * L(y_b); lam is a float or a per-sample tensor."""
 
     x: torch.Tensor
     y_a: torch.Tensor
     y_b: torch.Tensor
-    lam: float
+    lam: float | torch.Tensor
+
+
+@dataclass(frozen=True)
+class MixContext:
+    """What a mixing op may know: alpha of Beta(alpha, alpha) and the train class counts (on the device)."""
+
+    alpha: float
+    class_counts: torch.Tensor
+
+
+MixOp = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, np.random.Generator, MixContext], Mixed]
 
 
 @dataclass(frozen=True)
@@ -51,16 +63,22 @@ class MixerSpec:
 
     background: str
     foreground: str | None
-    op: str  # "cutmix" | "none"
+    op: MixOp | None
 
     def active(self, epoch: int, epochs: int, start: int, end: int) -> bool:
         """The reference window start < epoch < epochs - end (0-based epoch)."""
         return self.foreground is not None and start < epoch < epochs - end
 
 
+def cutmix_op(xb: torch.Tensor, yb: torch.Tensor, xf: torch.Tensor, yf: torch.Tensor, rng: np.random.Generator,
+              ctx: MixContext) -> Mixed:
+    """Paste one box of each foreground image into its paired background image; lam from the clipped box."""
+    return cutmix_pair(xb, yb, xf, yf, ctx.alpha, rng)[0]
+
+
 def cutmix_pair(xb: torch.Tensor, yb: torch.Tensor, xf: torch.Tensor, yf: torch.Tensor, alpha: float,
                 rng: np.random.Generator) -> tuple[Mixed, Box]:
-    """Paste one box of each foreground image into its paired background image; lam from the box."""
+    """CutMix of two aligned batches with one box for the whole batch; also returns the box."""
     lam = float(rng.beta(alpha, alpha))
     box = rand_bbox(xb.shape[2], xb.shape[3], lam, rng)
     x = xb.clone()
@@ -70,8 +88,8 @@ def cutmix_pair(xb: torch.Tensor, yb: torch.Tensor, xf: torch.Tensor, yf: torch.
 
 
 mixers: Registry[MixerSpec] = Registry("mixers")
-mixers.register("none", "no mixing: plain batches from the instance stream")(MixerSpec("instance", None, "none"))
+mixers.register("none", "no mixing: plain batches from the instance stream")(MixerSpec("instance", None, None))
 mixers.register("cmo", "CMO: background ~ P, foreground patch ~ Q (minority-weighted), CutMix box")(
-    MixerSpec("instance", "q", "cutmix"))
+    MixerSpec("instance", "q", cutmix_op))
 mixers.register("cutmix", "CutMix baseline: background ~ P, foreground ~ P (uniform draws, = CMO with r=0)")(
-    MixerSpec("instance", "uniform", "cutmix"))
+    MixerSpec("instance", "uniform", cutmix_op))
