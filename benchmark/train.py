@@ -118,7 +118,7 @@ def fit(s: RunSettings, data: LTData, on_epoch: Callable[[dict[str, Any]], None]
 
     train_x, labels = to_device_images(data.train_x, device), torch.from_numpy(data.train_y).to(device)
     test_x, test_y = to_device_images(data.test_x, device), torch.from_numpy(data.test_y).to(device)
-    aug = BatchAugment(train_x, data.mean, data.std)
+    aug = BatchAugment(train_x, data.mean, data.std, pad=data.crop_pad)
     p = build_parts(s, data, labels, device)
     epochs, bs, n = s.train.epochs, s.train.batch_size, len(labels)
     steps = math.ceil(n / bs) if s.train.steps_per_epoch is None else min(math.ceil(n / bs), s.train.steps_per_epoch)

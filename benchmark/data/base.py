@@ -37,6 +37,7 @@ class LTData:
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     class_names: list[str] = field(default_factory=list)
+    crop_pad: int = 4  # RandomCrop padding of the train augmentation (4 px on 32 px CIFAR images)
     train_source_index: np.ndarray | None = None
     info: dict[str, Any] = field(default_factory=dict)
 

@@ -16,7 +16,7 @@ def build_synthetic_lt(imbalance_ratio: float = 10.0, num_classes: int = 10, max
     tx, ty, vx, vy, names = render_synthetic(num_classes, imbalance_ratio, max_per_class, test_per_class,
                                              image_size, seed=split_seed)
     return LTData(name="synthetic_lt", num_classes=num_classes, train_x=tx, train_y=ty, test_x=vx, test_y=vy,
-                  mean=SYNTH_MEAN, std=SYNTH_STD, class_names=names,
+                  mean=SYNTH_MEAN, std=SYNTH_STD, class_names=names, crop_pad=max(1, image_size // 8),
                   info={"generator": "benchmark.data.synthetic.render_synthetic", "seed": split_seed})
 
 
