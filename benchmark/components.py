@@ -8,6 +8,7 @@ from benchmark.data.base import datasets
 def registries() -> dict[str, list[tuple[str, str]]]:
     """Registry name -> [(component name, one-line description)]."""
     from benchmark.backbones import BACKBONE_DESCRIPTIONS
+    from benchmark.data.augment import augmentations
     from benchmark.data.samplers import samplers
     from benchmark.methods.losses import losses
     from benchmark.methods.mixers import mixers
@@ -15,7 +16,7 @@ def registries() -> dict[str, list[tuple[str, str]]]:
     from benchmark.methods.schedules import schedules
 
     out = {r.kind: [(e.name, e.description) for e in r] for r in (datasets, losses, rules, mixers, samplers,
-                                                                    schedules)}
+                                                                    schedules, augmentations)}
     out["backbones"] = sorted(BACKBONE_DESCRIPTIONS.items())
     return out
 

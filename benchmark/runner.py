@@ -36,6 +36,7 @@ class RunOutcome:
 def check_components(s: RunSettings) -> None:
     """Resolve every component name of a run; raise UnknownComponentError / SuiteError on the first problem."""
     from benchmark.backbones import check_backbone
+    from benchmark.data.augment import augmentations
     from benchmark.data.samplers import samplers
     from benchmark.methods.losses import losses
     from benchmark.methods.mixers import mixers
@@ -48,6 +49,7 @@ def check_components(s: RunSettings) -> None:
     mixers.entry(s.method.mixer)
     schedules.entry(s.train.schedule)
     samplers.entry(s.train.sampler)
+    augmentations.entry(s.train.augment)
     check_backbone(s.backbone.name)
     if loss.backbones and not fnmatch.fnmatch(s.backbone.name, loss.backbones):
         raise SuiteError(f"loss '{s.method.loss}' needs a backbone matching '{loss.backbones}', "

@@ -41,6 +41,9 @@ class MethodSettings(Strict):
     loss: str = "ce"
     rule: str = "none"
     mixer: str = "none"
+    reweight_epoch: int | None = Field(
+        None, ge=0, description="0-based epoch where DRW / RIDE re-weighting starts; None = the dataset's "
+                                "(160 CIFAR, 80 ImageNet-LT, 160 iNaturalist; 80% of the run otherwise)")
 
 
 class MixerSettings(Strict):
@@ -70,6 +73,7 @@ class TrainSettings(Strict):
     milestones: list[int] | None = Field(None, description="None = the schedule's own (1-based) epochs")
     gamma: float | None = Field(None, gt=0.0, description="None = the schedule's own decay factor")
     sampler: str = Field("instance", description="background (main) stream sampler")
+    augment: str = Field("standard", description="train augmentation: standard (pad-crop + flip) or a registered one")
     steps_per_epoch: int | None = Field(None, gt=0, description="cap on batches per epoch (smoke runs)")
     device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
 

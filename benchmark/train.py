@@ -13,8 +13,9 @@ import torch
 from torch import nn
 
 from benchmark.backbones import build_backbone
+from benchmark.data.augment import Augment, augmentations
 from benchmark.data.base import LTData
-from benchmark.data.pipeline import BatchAugment, eval_batches, to_device_images
+from benchmark.data.pipeline import eval_batches, to_device_images
 from benchmark.data.profile import ShotGroups, shot_groups
 from benchmark.data.samplers import Sampler, SamplerContext, samplers
 from benchmark.methods.losses import LossContext, logits_of, losses, mixed_loss
@@ -68,7 +69,15 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def build_parts(s: RunSettings, data: LTData, labels: torch.Tensor, device: torch.device) -> Parts:
+def reweight_epoch_of(s: RunSettings, data: LTData) -> int:
+    """The re-weighting switch epoch: the setting, else the dataset's reference value, else 80% of the run."""
+    if s.method.reweight_epoch is not None:
+        return s.method.reweight_epoch
+    return data.reweight_epoch if data.reweight_epoch is not None else int(0.8 * s.train.epochs)
+
+
+def build_parts(s: RunSettings, data: LTData, labels: torch.Tensor, device: torch.device,
+                reweight_epoch: int) -> Parts:
     """Compose model, optimiser, schedule, loss, rule, mixer and samplers from the registries."""
     counts = data.class_counts
     loss_def = losses.get(s.method.loss)
@@ -84,8 +93,8 @@ def build_parts(s: RunSettings, data: LTData, labels: torch.Tensor, device: torc
     bg_name = s.train.sampler if mixer.background == "instance" else mixer.background
     return Parts(
         model=model, optimizer=optimizer, lr_factor=lr_factor,
-        criterion=loss_def.build(LossContext(counts, s.train.epochs)).to(device),
-        rule=rules.get(s.method.rule)(RuleContext(counts, s.train.epochs)),
+        criterion=loss_def.build(LossContext(counts, s.train.epochs, reweight_epoch)).to(device),
+        rule=rules.get(s.method.rule)(RuleContext(counts, s.train.epochs, reweight_epoch)),
         mixer=mixer,
         background=samplers.get(bg_name)(sctx),
         foreground=samplers.get(mixer.foreground)(sctx) if mixer.foreground else None,
@@ -94,7 +103,7 @@ def build_parts(s: RunSettings, data: LTData, labels: torch.Tensor, device: torc
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, aug: BatchAugment, test_x: torch.Tensor, test_y: torch.Tensor,
+def evaluate(model: nn.Module, aug: Augment, test_x: torch.Tensor, test_y: torch.Tensor,
              num_classes: int, groups: ShotGroups) -> tuple[dict[str, float | None], list[float]]:
     """Top-1, many/medium/few and per-class accuracy on the (balanced) test split."""
     model.eval()
@@ -118,12 +127,15 @@ def fit(s: RunSettings, data: LTData, on_epoch: Callable[[dict[str, Any]], None]
 
     train_x, labels = to_device_images(data.train_x, device), torch.from_numpy(data.train_y).to(device)
     test_x, test_y = to_device_images(data.test_x, device), torch.from_numpy(data.test_y).to(device)
-    aug = BatchAugment(train_x, data.mean, data.std, pad=data.crop_pad)
-    p = build_parts(s, data, labels, device)
+    aug = augmentations.get(s.train.augment)(train_x, data.mean, data.std, data.crop_pad)
+    reweight_epoch = reweight_epoch_of(s, data)
+    p = build_parts(s, data, labels, device, reweight_epoch)
     epochs, bs, n = s.train.epochs, s.train.batch_size, len(labels)
     steps = math.ceil(n / bs) if s.train.steps_per_epoch is None else min(math.ceil(n / bs), s.train.steps_per_epoch)
 
-    mix_ctx = MixContext(s.mixer.alpha, torch.tensor(data.class_counts, device=device))
+    minority = torch.ones(data.num_classes, dtype=torch.bool, device=device)
+    minority[list(p.groups.many)] = False
+    mix_ctx = MixContext(s.mixer.alpha, torch.tensor(data.class_counts, device=device), minority)
     best: dict[str, float | None] = {"acc/all": -1.0}
     best_epoch, pc_best, curve = -1, [], []
     for epoch in range(epochs):

@@ -38,6 +38,7 @@ class LTData:
     std: tuple[float, float, float]
     class_names: list[str] = field(default_factory=list)
     crop_pad: int = 4  # RandomCrop padding of the train augmentation (4 px on 32 px CIFAR images)
+    reweight_epoch: int | None = None  # the reference's DRW switch epoch for this dataset (None: 80% of the run)
     train_source_index: np.ndarray | None = None
     info: dict[str, Any] = field(default_factory=dict)
 

@@ -95,7 +95,7 @@ def build_cifar_lt(num_classes: int, imbalance_ratio: float = 100.0, root: str |
     return LTData(
         name=f"cifar{num_classes}_lt", num_classes=num_classes,
         train_x=train_x[sel], train_y=train_y[sel], test_x=test_x, test_y=test_y,
-        mean=CIFAR_MEAN, std=CIFAR_STD, class_names=names, train_source_index=sel,
+        mean=CIFAR_MEAN, std=CIFAR_STD, class_names=names, train_source_index=sel, reweight_epoch=160,
         info={"root": str(base), "imbalance_ratio": imbalance_ratio, "split_seed": split_seed},
     )
 

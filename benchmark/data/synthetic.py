@@ -9,15 +9,23 @@ import numpy as np
 
 from benchmark.data.profile import exp_profile
 
-Mask = Callable[[np.ndarray, np.ndarray], np.ndarray]
+_ShapeFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
-# Shapes in object-local coordinates (u right, v down, both in [-1, 1] at the object's half-size).
-_SHAPES: list[tuple[str, Mask]] = [
-    ("disc", lambda u, v: u * u + v * v < 0.85),
-    ("square", lambda u, v: np.maximum(np.abs(u), np.abs(v)) < 0.78),
-    ("triangle", lambda u, v: (v < 0.75) & (np.abs(u) < 0.55 * (v + 0.95))),
-    ("cross", lambda u, v: ((np.abs(u) < 0.3) | (np.abs(v) < 0.3)) & (np.maximum(np.abs(u), np.abs(v)) < 0.95)),
+_SCALE = (0.35, 0.6)  # object side as a fraction of the image side
+_MAX_ROT = math.pi / 10  # object rotation range (radians, +-)
+_NOISE = 0.04  # std of the per-pixel noise (image range [0, 1])
+_BG_VIVID = 0.2  # fraction of background colours as saturated as the objects
+_OBJ_SV = (0.75, 1.0)  # object saturation and value ranges
+_CHUNK = 256  # images painted at a time (keeps the float32 working set in cache)
+
+# Shapes in object-local coordinates (u right, v down, both in [-1, 1] at the object's half-size), the
+# most distinct ones first (small num_classes use only the first few).
+_SHAPES: list[tuple[str, _ShapeFn]] = [
     ("ring", lambda u, v: (u * u + v * v < 0.9) & (u * u + v * v > 0.3)),
+    ("cross", lambda u, v: ((np.abs(u) < 0.3) | (np.abs(v) < 0.3)) & (np.maximum(np.abs(u), np.abs(v)) < 0.95)),
+    ("triangle", lambda u, v: (v < 0.75) & (np.abs(u) < 0.55 * (v + 0.95))),
+    ("square", lambda u, v: np.maximum(np.abs(u), np.abs(v)) < 0.78),
+    ("disc", lambda u, v: u * u + v * v < 0.85),
     ("bar", lambda u, v: (np.abs(u) < 0.95) & (np.abs(v) < 0.35)),
     ("diamond", lambda u, v: np.abs(u) + np.abs(v) < 1.0),
     ("frame", lambda u, v: (np.maximum(np.abs(u), np.abs(v)) < 0.85) & (np.maximum(np.abs(u), np.abs(v)) > 0.5)),
@@ -48,7 +56,7 @@ def class_layout(num_classes: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
         hue_names.append(min(_HUE_NAMES, key=lambda hn: min(abs(hn[0] - deg), 360 - abs(hn[0] - deg)))[1])
     if len(set(hue_names)) < n_hues:
         hue_names = [f"{n}{j}" for j, n in enumerate(hue_names)]
-    names = [f"{hue_names[h]}_{_SHAPES[s][0]}" for s, h in zip(shape.tolist(), hue_idx.tolist())]
+    names = [f"{hue_names[h]}_{_SHAPES[s][0]}" for s, h in zip(shape.tolist(), hue_idx.tolist(), strict=True)]
     return shape, hues, names
 
 
@@ -60,14 +68,6 @@ def _hsv_to_rgb(h: np.ndarray, s: np.ndarray, v: np.ndarray) -> np.ndarray:
     table = np.stack([np.stack(c, -1) for c in
                       [(v, t, p), (q, v, p), (p, v, t), (p, q, v), (t, p, v), (v, p, q)]], 0)
     return np.take_along_axis(table, i.astype(np.int64)[None, ..., None], 0)[0]
-
-
-_SCALE = (0.35, 0.6)  # object side as a fraction of the image side
-_MAX_ROT = math.pi / 10  # object rotation range (radians, +-)
-_NOISE = 0.04  # std of the per-pixel noise (image range [0, 1])
-_BG_VIVID = 0.2  # fraction of background colours as saturated as the objects
-_BG_CONTRAST = (1.0, 1.0)  # how far the second background colour moves from the first
-_CHUNK = 256  # images painted at a time (keeps the float32 working set in cache)
 
 
 def _background_colours(rng: np.random.Generator, n: int) -> np.ndarray:
@@ -82,17 +82,15 @@ def _draw_params(rng: np.random.Generator, labels: np.ndarray, shape_of: np.ndar
     n = len(labels)
     half = rng.uniform(*_SCALE, n) / 2  # object half-size as a fraction of the side
     hue = (hue_of[labels] + rng.normal(0, 0.015, n)) % 1.0
-    c1, c2 = _background_colours(rng, n), _background_colours(rng, n)
-    c2 = c1 + rng.uniform(*_BG_CONTRAST, (n, 1)) * (c2 - c1)
     params = {
         # background: two colours blended along low-frequency stripes and a linear gradient
-        "c1": c1, "c2": c2,
+        "c1": _background_colours(rng, n), "c2": _background_colours(rng, n),
         "theta1": rng.uniform(0, 2 * np.pi, n), "theta2": rng.uniform(0, 2 * np.pi, n),
         "freq": rng.uniform(0.5, 3.0, n), "phase": rng.uniform(0, 2 * np.pi, n), "mix": rng.uniform(0, 1, n),
         # object: class shape and hue, random position / scale / rotation / colour jitter / shading
         "half": half, "cx": rng.uniform(half, 1 - half), "cy": rng.uniform(half, 1 - half),
         "rot": rng.uniform(-_MAX_ROT, _MAX_ROT, n),
-        "colour": _hsv_to_rgb(hue, rng.uniform(0.55, 1.0, n), rng.uniform(0.55, 1.0, n)),
+        "colour": _hsv_to_rgb(hue, rng.uniform(*_OBJ_SV, n), rng.uniform(*_OBJ_SV, n)),
         "shade_u": rng.uniform(-0.25, 0.25, n), "shade_v": rng.uniform(-0.25, 0.25, n),
     }
     out = {k: v.astype(np.float32) for k, v in params.items()}
@@ -121,10 +119,16 @@ def _paint(p: dict[str, np.ndarray], size: int, noise: np.ndarray) -> np.ndarray
     cos_r, sin_r, inv = np.cos(im("rot")), np.sin(im("rot")), 1 / im("half")
     u = (cos_r * dx + sin_r * dy) * inv
     v = (cos_r * dy - sin_r * dx) * inv
-    mask = np.zeros(u.shape, dtype=bool)
+    # Anti-aliased coverage: the shape test at 2 x 2 sub-pixel positions, averaged.
+    mask = np.zeros(u.shape, dtype=np.float32)
+    step = 0.25 / size * inv
     for s in np.unique(p["shape"]):
         idx = np.flatnonzero(p["shape"] == s)
-        mask[idx] = _SHAPES[s][1](u[idx], v[idx])
+        for ox, oy in ((-1, -1), (1, -1), (-1, 1), (1, 1)):
+            du = (cos_r[idx] * ox + sin_r[idx] * oy) * step[idx]
+            dv = (cos_r[idx] * oy - sin_r[idx] * ox) * step[idx]
+            mask[idx] += _SHAPES[s][1](u[idx] + du, v[idx] + dv)
+    mask *= 0.25
     shade = 1.0 + im("shade_u") * u + im("shade_v") * v
     obj = col("colour") * shade[..., None]
     obj -= img

@@ -19,6 +19,7 @@ class LossContext:
 
     class_counts: list[int]
     epochs: int = 200
+    reweight_epoch: int = 160  # 0-based epoch where re-weighting starts (DRW, RIDE's temperature)
 
 
 @dataclass(frozen=True)

@@ -49,6 +49,7 @@ class MixContext:
 
     alpha: float
     class_counts: torch.Tensor
+    minority: torch.Tensor | None = None  # bool [C]: medium + few classes (Table 12's minority group)
 
 
 MixOp = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, np.random.Generator, MixContext], Mixed]

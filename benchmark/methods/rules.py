@@ -16,6 +16,7 @@ class RuleContext:
 
     class_counts: list[int]
     epochs: int
+    reweight_epoch: int = 160  # 0-based epoch where deferred re-weighting switches on
 
 
 Rule = Callable[[int], "torch.Tensor | None"]  # epoch -> class weights or None

@@ -1,0 +1,26 @@
+"""Train augmentations on a device-resident uint8 split, registered by name (`train.augment`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol
+
+import torch
+
+from benchmark.data.pipeline import BatchAugment
+from benchmark.registry import Registry
+
+
+class Augment(Protocol):
+    """Maps a batch of train indices to normalised float NCHW images; `normalize` serves evaluation."""
+
+    def __call__(self, idx: torch.Tensor, gen: torch.Generator) -> torch.Tensor: ...
+
+    def normalize(self, x_nhwc: torch.Tensor) -> torch.Tensor: ...
+
+
+# factory(images uint8 NHWC on the device, mean, std, crop_pad) -> Augment
+augmentations: Registry[Callable[[torch.Tensor, tuple[float, ...], tuple[float, ...], int], Augment]] = \
+    Registry("augmentations")
+augmentations.register("standard", "RandomCrop(pad, zero fill) + horizontal flip + normalise (CIFAR reference)")(
+    lambda images, mean, std, pad: BatchAugment(images, mean, std, pad=pad))
