@@ -97,7 +97,7 @@ def build_parts(s: RunSettings, data: LTData, labels: torch.Tensor, device: torc
         rule=rules.get(s.method.rule)(RuleContext(counts, s.train.epochs, reweight_epoch)),
         mixer=mixer,
         background=samplers.get(bg_name)(sctx),
-        foreground=samplers.get(mixer.foreground)(sctx) if mixer.foreground else None,
+        foreground=samplers.get(mixer.foreground)(sctx) if mixer.foreground not in (None, "self") else None,
         groups=shot_groups(counts, s.eval.many_above, s.eval.few_below),
     )
 
@@ -150,6 +150,7 @@ def fit(s: RunSettings, data: LTData, on_epoch: Callable[[dict[str, Any]], None]
         active = p.mixer.active(epoch, epochs, s.mixer.start, s.mixer.end)
         bg_order = p.background.epoch(gen)
         fg_order = p.foreground.epoch(gen) if active and p.foreground is not None else None
+        self_mix = active and p.mixer.foreground == "self"
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), device=device)
         seen, mixed = 0, 0
@@ -157,9 +158,13 @@ def fit(s: RunSettings, data: LTData, on_epoch: Callable[[dict[str, Any]], None]
             idx = bg_order[step * bs:(step + 1) * bs]
             x, y = aug(idx, gen), labels[idx]
             coin = rng.random() if p.mixer.foreground is not None else 1.0  # drawn every step, as the reference
-            if fg_order is not None and p.mixer.op is not None and coin < s.mixer.prob:
-                fidx = fg_order[step * bs:(step + 1) * bs][: len(idx)]
-                m = p.mixer.op(x, y, aug(fidx, gen), labels[fidx], rng, mix_ctx)
+            if (fg_order is not None or self_mix) and p.mixer.op is not None and coin < s.mixer.prob:
+                if fg_order is not None:
+                    fidx = fg_order[step * bs:(step + 1) * bs][: len(idx)]
+                    xf, yf = aug(fidx, gen), labels[fidx]
+                else:
+                    xf, yf = x, y
+                m = p.mixer.op(x, y, xf, yf, rng, mix_ctx)
                 out = p.model(m.x)
                 loss = mixed_loss(p.criterion, out, m.y_a, m.y_b, m.lam, class_weight)
                 mixed += 1

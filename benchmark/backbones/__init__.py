@@ -8,11 +8,14 @@ import timm
 from torch import nn
 
 from benchmark.backbones import resnet_cifar  # noqa: F401  (registers resnet32_cifar into timm)
+from benchmark.backbones import ride as ride  # noqa: F401  (registers ride_resnet32 / ride_resnet50 into timm)
 from benchmark.registry import UnknownComponentError
 
 # timm models a suite may name, with the kwargs that make them match the reference code.
 BACKBONE_KWARGS: dict[str, dict[str, Any]] = {
     "resnet32_cifar": {},
+    "ride_resnet32": {},
+    "ride_resnet50": {},
     "resnet50": {"zero_init_last": False},
     "resnet101": {"zero_init_last": False},
     "resnet152": {"zero_init_last": False},
@@ -22,6 +25,8 @@ BACKBONE_KWARGS: dict[str, dict[str, Any]] = {
 
 BACKBONE_DESCRIPTIONS = {
     "resnet32_cifar": "ResNet-32 of LDAM-DRW/CMO for 32x32 inputs (option-A shortcuts; cosine_head for LDAM)",
+    "ride_resnet32": "RIDE ResNet-32: shared stem + stage 1, 3 experts with own 24/48-wide stages, cosine heads x30",
+    "ride_resnet50": "RIDE ResNet-50: shared stem + layer1-2, 3 experts with own layer3-4 (192/384 planes), cosine x30",
     "resnet50": "timm ResNet-50 (torchvision layout, zero_init_last=False)",
     "resnet101": "timm ResNet-101 (torchvision layout, zero_init_last=False)",
     "resnet152": "timm ResNet-152 (torchvision layout, zero_init_last=False)",

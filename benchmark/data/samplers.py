@@ -61,6 +61,21 @@ def q_sampler(ctx: SamplerContext) -> Sampler:
     return per_sample(ctx, w)
 
 
+@samplers.register("ros", "random over-sampling: N class-balanced draws with replacement (r = 1 per sample)")
+def ros(ctx: SamplerContext) -> Sampler:
+    return per_sample(ctx, torch.tensor(ctx.class_counts, dtype=torch.float64).pow(-1.0))
+
+
+@samplers.register("effective_number", "Q from Eq. 3: 1 / E(n_k), E = (1 - beta^n) / (1 - beta), beta = (N-1)/N")
+def effective_number(ctx: SamplerContext) -> Sampler:
+    n = torch.tensor(ctx.class_counts, dtype=torch.float64)
+    beta = (n.sum() - 1) / n.sum()
+    w = (1 - beta) / (1 - beta.pow(n))  # 1 / E(k), used in place of n_k^-r
+    if ctx.q_semantics == "per_class":
+        w = w / n.clamp(min=1)
+    return per_sample(ctx, w)
+
+
 @samplers.register("uniform", "P with replacement: N uniform draws (CutMix's second stream, = q with r=0)")
 def uniform(ctx: SamplerContext) -> Sampler:
     return per_sample(ctx, torch.ones(len(ctx.class_counts), dtype=torch.float64))

@@ -68,3 +68,40 @@ def mixed_loss(criterion: nn.Module, out: Any, y_a: torch.Tensor, y_b: torch.Ten
         return lam * criterion(out, y_a, class_weight) + (1 - lam) * criterion(out, y_b, class_weight)
     per = lam * criterion(out, y_a, class_weight, "none") + (1 - lam) * criterion(out, y_b, class_weight, "none")
     return per.mean()
+
+
+class LDAMLoss(nn.Module):
+    """LDAM: subtract m_y = C / n_y^(1/4) (max margin 0.5) from the target cosine score, scale by s = 30, CE."""
+
+    def __init__(self, class_counts: list[int], max_m: float = 0.5, s: float = 30.0) -> None:
+        super().__init__()
+        m = 1.0 / torch.tensor(class_counts, dtype=torch.float64).pow(0.25)
+        self.register_buffer("margins", (m * (max_m / m.max())).float())
+        self.s = s
+
+    def forward(self, out: Any, target: torch.Tensor, class_weight: torch.Tensor | None = None,
+                reduction: str = "mean") -> torch.Tensor:
+        z = logits_of(out).float()
+        z = z - F.one_hot(target, z.shape[1]) * self.margins[target].unsqueeze(1)
+        per = F.cross_entropy(self.s * z, target, reduction="none")
+        return weighted_reduce(per, target, class_weight, reduction)
+
+
+class BalancedSoftmax(nn.Module):
+    """Balanced Softmax: CE on logits + log prior (n_k / N); ignores class weights, as the reference."""
+
+    def __init__(self, class_counts: list[int]) -> None:
+        super().__init__()
+        n = torch.tensor(class_counts, dtype=torch.float64)
+        self.register_buffer("log_prior", (n / n.sum()).log().float())
+
+    def forward(self, out: Any, target: torch.Tensor, class_weight: torch.Tensor | None = None,
+                reduction: str = "mean") -> torch.Tensor:
+        per = F.cross_entropy(logits_of(out).float() + self.log_prior, target, reduction="none")
+        return per.mean() if reduction == "mean" else per
+
+
+losses.register("ldam", "LDAM: label-distribution-aware margins (max 0.5, s 30) on the cosine classifier")(
+    LossDef(lambda ctx: LDAMLoss(ctx.class_counts), head="cosine"))
+losses.register("balanced_softmax", "Balanced Softmax: CE on logits + log class prior (no re-weighting)")(
+    LossDef(lambda ctx: BalancedSoftmax(ctx.class_counts)))

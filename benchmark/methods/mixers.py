@@ -59,7 +59,8 @@ MixOp = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, np.ran
 class MixerSpec:
     """A registered mixer: background / foreground stream samplers and the pairwise mixing op.
 
-    Streams name samplers ('instance', 'q', 'uniform'); `foreground` None means no second stream.
+    Streams name samplers ('instance', 'q', 'uniform'); `foreground` None means no second stream and 'self'
+    means the op pairs the batch with itself (Remix).
     """
 
     background: str
@@ -94,3 +95,41 @@ mixers.register("cmo", "CMO: background ~ P, foreground patch ~ Q (minority-weig
     MixerSpec("instance", "q", cutmix_op))
 mixers.register("cutmix", "CutMix baseline: background ~ P, foreground ~ P (uniform draws, = CMO with r=0)")(
     MixerSpec("instance", "uniform", cutmix_op))
+
+
+def mixup_op(xb: torch.Tensor, yb: torch.Tensor, xf: torch.Tensor, yf: torch.Tensor, rng: np.random.Generator,
+             ctx: MixContext) -> Mixed:
+    """Mixup of two aligned batches: x = lam * xb + (1 - lam) * xf, lam ~ Beta(alpha, alpha)."""
+    lam = float(rng.beta(ctx.alpha, ctx.alpha))
+    return Mixed(lam * xb + (1 - lam) * xf, yb, yf, lam)
+
+
+def remix_label_weight(lam: float, n_i: torch.Tensor, n_j: torch.Tensor, kappa: float = 3.0,
+                       tau: float = 0.5) -> torch.Tensor:
+    """Remix's per-sample label weight for y_i: 0 if n_i/n_j >= kappa and lam < tau; 1 if n_i/n_j <= 1/kappa and
+    1 - lam < tau; lam otherwise (the minority label wins when its image dominates enough)."""
+    ratio = n_i.double() / n_j.double()
+    out = torch.full_like(ratio, lam)
+    out = torch.where((ratio >= kappa) & (lam < tau), torch.zeros_like(out), out)
+    out = torch.where((ratio <= 1.0 / kappa) & (1.0 - lam < tau), torch.ones_like(out), out)
+    return out.float()
+
+
+def remix_op(xb: torch.Tensor, yb: torch.Tensor, xf: torch.Tensor, yf: torch.Tensor, rng: np.random.Generator,
+             ctx: MixContext) -> Mixed:
+    """Remix (kappa 3, tau 0.5): Mixup with a random permutation of the batch, per-sample label weights."""
+    perm = torch.from_numpy(rng.permutation(len(yb))).to(yb.device)
+    lam = float(rng.beta(ctx.alpha, ctx.alpha))
+    y2 = yb[perm]
+    lam_y = remix_label_weight(lam, ctx.class_counts[yb], ctx.class_counts[y2])
+    return Mixed(lam * xb + (1 - lam) * xb[perm], yb, y2, lam_y)
+
+
+mixers.register("cmo_back", "CMO_back (Table 11): background ~ Q, foreground patch ~ P")(
+    MixerSpec("q", "instance", cutmix_op))
+mixers.register("cmo_minor", "CMO_minor (Table 11): background and foreground both ~ Q")(
+    MixerSpec("q", "q", cutmix_op))
+mixers.register("cmo_mixup", "CMO's sampling (background ~ P, foreground ~ Q) mixed by Mixup (Table 12)")(
+    MixerSpec("instance", "q", mixup_op))
+mixers.register("remix", "Remix: in-batch Mixup, minority-favouring labels (kappa 3, tau 0.5)")(
+    MixerSpec("instance", "self", remix_op))

@@ -26,3 +26,19 @@ rules: Registry[Callable[[RuleContext], Rule]] = Registry("rules")
 @rules.register("none", "no re-weighting")
 def no_rule(ctx: RuleContext) -> Rule:
     return lambda epoch: None
+
+
+def class_balanced_weights(class_counts: list[int], beta: float) -> torch.Tensor:
+    """Effective-number weights (1 - beta) / (1 - beta^n_k), normalised to sum to the class count."""
+    n = torch.tensor(class_counts, dtype=torch.float64)
+    w = (1.0 - beta) / (1.0 - beta ** n)
+    return (w / w.sum() * len(class_counts)).float()
+
+
+@rules.register("drw", "deferred re-weighting: class-balanced weights (beta 0.9999) from the reweight epoch on")
+def drw(ctx: RuleContext, beta: float = 0.9999) -> Rule:
+    ones = torch.ones(len(ctx.class_counts))
+    weights = class_balanced_weights(ctx.class_counts, beta)
+    # Reference: betas = [0, 0.9999][epoch // 160]; beta 0 gives all-ones weights (plain CE). Unlike the
+    # reference, epochs past 2 x the switch keep the weights instead of raising IndexError (400-epoch runs).
+    return lambda epoch: weights if epoch >= ctx.reweight_epoch else ones

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -33,3 +34,60 @@ def cifar_step(epochs: int, warmup_epochs: int | None = None, milestones: Sequen
     return StepSchedule(warmup_epochs if warmup_epochs is not None else 5,
                         milestones if milestones is not None else (160, 180),
                         gamma if gamma is not None else 0.01)
+
+
+@schedules.register("imagenet_step", "ImageNet-LT: warm-up 5, x0.1 after epoch 60 and again after 80")
+def imagenet_step(epochs: int, warmup_epochs: int | None = None, milestones: Sequence[int] | None = None,
+                  gamma: float | None = None) -> Callable[[int], float]:
+    return StepSchedule(5 if warmup_epochs is None else warmup_epochs,
+                        (60, 80) if milestones is None else milestones, 0.1 if gamma is None else gamma)
+
+
+@schedules.register("inat_step", "iNaturalist 2018: warm-up 5, x0.1 after epoch 75 and again after 160")
+def inat_step(epochs: int, warmup_epochs: int | None = None, milestones: Sequence[int] | None = None,
+              gamma: float | None = None) -> Callable[[int], float]:
+    return StepSchedule(5 if warmup_epochs is None else warmup_epochs,
+                        (75, 160) if milestones is None else milestones, 0.1 if gamma is None else gamma)
+
+
+@dataclass(frozen=True)
+class PacoStep:
+    """PaCo / CMO 400-epoch CIFAR: (e+1)/warmup for e <= warmup (1.1 at e = 10, as the reference), then x gamma
+    for e > each milestone (0-based comparisons)."""
+
+    warmup_epochs: int
+    milestones: Sequence[int]
+    gamma: float
+
+    def __call__(self, epoch: int) -> float:
+        if epoch <= self.warmup_epochs:
+            return (epoch + 1) / self.warmup_epochs
+        return self.gamma ** sum(epoch > m for m in self.milestones)
+
+
+@schedules.register("paco_step", "400-epoch CIFAR: warm-up 10 (1.1x at epoch 10, as the reference), x0.1 after 320, "
+                                 "x0.01 after 360")
+def paco_step(epochs: int, warmup_epochs: int | None = None, milestones: Sequence[int] | None = None,
+              gamma: float | None = None) -> Callable[[int], float]:
+    return PacoStep(10 if warmup_epochs is None else warmup_epochs,
+                    (320, 360) if milestones is None else milestones, 0.1 if gamma is None else gamma)
+
+
+@dataclass(frozen=True)
+class CosineWarmup:
+    """(e+1)/warmup for e < warmup, then 0.5 (1 + cos(pi (e - warmup + 1) / (epochs - warmup + 1)))."""
+
+    epochs: int
+    warmup_epochs: int
+
+    def __call__(self, epoch: int) -> float:
+        w = self.warmup_epochs
+        if epoch < w:
+            return (epoch + 1) / w
+        return 0.5 * (1.0 + math.cos(math.pi * (epoch - w + 1) / (self.epochs - w + 1)))
+
+
+@schedules.register("cosine_warmup", "400-epoch ImageNet-LT / iNaturalist: warm-up 10, then cosine to 0")
+def cosine_warmup(epochs: int, warmup_epochs: int | None = None, milestones: Sequence[int] | None = None,
+                  gamma: float | None = None) -> Callable[[int], float]:
+    return CosineWarmup(epochs, 10 if warmup_epochs is None else warmup_epochs)
