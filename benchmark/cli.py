@@ -175,13 +175,14 @@ def data_stats(
 ) -> None:
     """Class counts and many/medium/few group sizes of a long-tailed train split (no images needed)."""
     from benchmark.components import dataset_counts
+    from benchmark.data.base import DataError
     from benchmark.data.profile import shot_groups
 
     if imbalance_ratio < 1:
         fail(f"--imbalance-ratio {imbalance_ratio}: must be >= 1")
     try:
         counts = dataset_counts(dataset, imbalance_ratio)
-    except UnknownComponentError as e:
+    except (UnknownComponentError, DataError) as e:
         fail(str(e))
     g = shot_groups(counts, many_above, few_below).sizes()
     out = {"dataset": dataset, "imbalance_ratio": imbalance_ratio, "num_classes": len(counts),

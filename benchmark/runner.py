@@ -121,9 +121,13 @@ def choices_for(s: RunSettings) -> dict[str, str]:
     return out
 
 
-def execute(r: RunSpec, data: LTData, tracker: Tracker, on_epoch: Callable[[dict[str, Any]], None] | None
-            ) -> RunRecord:
-    """Train one run and build its record; an exception becomes a failed record."""
+def execute(r: RunSpec, data: LTData, tracker: Tracker, on_epoch: Callable[[dict[str, Any]], None] | None,
+            path: Path) -> RunRecord:
+    """Train one run and build its record; an exception becomes a failed record.
+
+    The loop checkpoints to <run_id>.ckpt every epoch (a restarted run resumes there); a finished run
+    keeps only its final weights, <run_id>.weights.pt.
+    """
     from benchmark.train import fit
 
     base = dict(run_id=r.run_id, config_hash=r.config_hash, suite=r.suite, suite_version=r.suite_version,
@@ -140,7 +144,8 @@ def execute(r: RunSpec, data: LTData, tracker: Tracker, on_epoch: Callable[[dict
             on_epoch(row)
 
     try:
-        res = fit(r.settings, data, on_epoch=hook)
+        res = fit(r.settings, data, on_epoch=hook, checkpoint=path.with_suffix(".ckpt"), run_id=r.run_id)
+        save_weights(res.model, path.with_suffix(".weights.pt"))
     except Exception as e:
         tb = traceback.format_exc().strip().splitlines()
         tracker.finish({"status": "failed"}, None, failed=True)
@@ -160,6 +165,15 @@ def execute(r: RunSpec, data: LTData, tracker: Tracker, on_epoch: Callable[[dict
                      per_class={"last": res.per_class_last, "best": res.per_class_best},
                      class_counts=res.class_counts, shot_groups=res.groups, curve=res.curve,
                      wall_time_s=res.wall_time_s, num_params=res.num_params, tracker=tracker.info(), **base)
+
+
+def save_weights(model: Any, path: Path) -> None:
+    """The final model's state dict, written atomically."""
+    import torch
+
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(model.state_dict(), tmp)
+    os.replace(tmp, path)
 
 
 def existing_status(path: Path) -> str | None:
@@ -207,8 +221,9 @@ def run_suite(spec: SuiteSpec, *, where: str = "", seeds: list[int] | None = Non
         except DataError as e:
             raise SuiteError(str(e)) from None
         on_epoch = progress.start_run(r, i, len(todo)) if progress else None
-        rec = execute(r, data, make_tracker(tracker, wandb_dir), on_epoch)
+        rec = execute(r, data, make_tracker(tracker, wandb_dir), on_epoch, path)
         write_record(path, rec)
+        path.with_suffix(".ckpt").unlink(missing_ok=True)
         o.status, o.error = rec.status, rec.error
         o.acc = (rec.metrics.get("best") or {}).get("acc/all")
         if progress:

@@ -26,7 +26,9 @@ class DataSettings(Strict):
     num_classes: int | None = Field(None, ge=2, description="synthetic only")
     max_per_class: int | None = Field(None, ge=1, description="synthetic only: images of the head class")
     test_per_class: int | None = Field(None, ge=1, description="synthetic only: balanced test images per class")
-    image_size: int | None = Field(None, ge=8, description="synthetic only: side of the square images")
+    image_size: int | None = Field(None, ge=8, description="synthetic / file datasets: side of the images")
+    train_list: str | None = Field(None, description="file datasets: train split list (default under root)")
+    test_list: str | None = Field(None, description="file datasets: test split list (default under root)")
 
 
 class BackboneSettings(Strict):
@@ -74,6 +76,9 @@ class TrainSettings(Strict):
     gamma: float | None = Field(None, gt=0.0, description="None = the schedule's own decay factor")
     sampler: str = Field("instance", description="background (main) stream sampler")
     augment: str = Field("standard", description="train augmentation: standard (pad-crop + flip) or a registered one")
+    pipeline: Literal["tensor", "reference"] = Field(
+        "tensor", description="tensor: split on the device, batched augmentation; reference: DataLoader workers")
+    workers: int = Field(4, ge=0, description="DataLoader workers (reference pipeline and file datasets)")
     steps_per_epoch: int | None = Field(None, gt=0, description="cap on batches per epoch (smoke runs)")
     device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
 

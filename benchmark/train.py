@@ -6,6 +6,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -13,17 +14,19 @@ import torch
 from torch import nn
 
 from benchmark.backbones import build_backbone
-from benchmark.data.augment import Augment, augmentations
+from benchmark.checkpoint import TrainState, load_checkpoint, save_checkpoint
 from benchmark.data.base import LTData
-from benchmark.data.pipeline import eval_batches, to_device_images
 from benchmark.data.profile import ShotGroups, shot_groups
 from benchmark.data.samplers import Sampler, SamplerContext, samplers
+from benchmark.data.sources import LoaderSource, TensorSource
 from benchmark.methods.losses import LossContext, logits_of, losses, mixed_loss
 from benchmark.methods.mixers import MixContext, MixerSpec, mixers
 from benchmark.methods.rules import Rule, RuleContext, rules
 from benchmark.methods.schedules import schedules
 from benchmark.metrics import summarize
 from benchmark.settings import RunSettings
+
+Source = TensorSource | LoaderSource
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -45,6 +48,7 @@ class FitResult:
     num_params: int
     class_counts: list[int]
     groups: dict[str, int] = field(default_factory=dict)
+    model: nn.Module | None = None  # the trained model (the runner keeps its weights for second stages)
 
 
 @dataclass
@@ -103,20 +107,39 @@ def build_parts(s: RunSettings, data: LTData, labels: torch.Tensor, device: torc
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, aug: Augment, test_x: torch.Tensor, test_y: torch.Tensor,
-             num_classes: int, groups: ShotGroups) -> tuple[dict[str, float | None], list[float]]:
+def evaluate(model: nn.Module, source: Source, num_classes: int,
+             groups: ShotGroups) -> tuple[dict[str, float | None], list[float]]:
     """Top-1, many/medium/few and per-class accuracy on the (balanced) test split."""
     model.eval()
-    preds = [logits_of(model(aug.normalize(x))).argmax(1) for x, _ in eval_batches(test_x, test_y, 1000)]
+    preds, targets = [], []
+    for x, y in source.test_batches():
+        preds.append(logits_of(model(x)).argmax(1))
+        targets.append(y)
     model.train()
-    return summarize(torch.cat(preds), test_y, num_classes, groups)
+    return summarize(torch.cat(preds), torch.cat(targets), num_classes, groups)
 
 
-def fit(s: RunSettings, data: LTData, on_epoch: Callable[[dict[str, Any]], None] | None = None) -> FitResult:
+def make_source(s: RunSettings, data: Any, device: torch.device) -> Source:
+    """File datasets and the reference pipeline go through DataLoader workers; in-memory splits stay on the device."""
+    if hasattr(data, "datasets"):  # FileLTData: images decoded from disk
+        from benchmark.data.split_lists import test_transform, train_transform
+
+        kind = "inat" if data.name.startswith("inat") else "imagenet"
+        size = data.image_size
+        train_set, test_set = data.datasets(train_transform(kind, size), test_transform(kind, size))
+        return LoaderSource(train_set, test_set, data.train_y, device, s.train.workers)
+    if s.train.pipeline == "reference":
+        return LoaderSource.for_arrays(data, device, s.train.workers)
+    return TensorSource(data, s.train.augment, device)
+
+
+def fit(s: RunSettings, data: LTData, on_epoch: Callable[[dict[str, Any]], None] | None = None,
+        checkpoint: Path | None = None, run_id: str = "") -> FitResult:
     """Train one run and evaluate on the test split after every epoch.
 
     Randomness: torch's global seed for initialisation, a torch generator for data order and
-    augmentation, a NumPy generator for the per-batch mixing draws (coin, lambda, box).
+    augmentation, a NumPy generator for the per-batch mixing draws (coin, lambda, box). With a
+    `checkpoint` path, the full state is saved after every epoch and a run resumes from it.
     """
     t0 = time.time()
     device = resolve_device(s.train.device)
@@ -124,21 +147,18 @@ def fit(s: RunSettings, data: LTData, on_epoch: Callable[[dict[str, Any]], None]
     gen = torch.Generator(device).manual_seed(s.seed)
     rng = np.random.default_rng(s.seed)
     data = data.limit_test(s.eval.test_limit_per_class)
-
-    train_x, labels = to_device_images(data.train_x, device), torch.from_numpy(data.train_y).to(device)
-    test_x, test_y = to_device_images(data.test_x, device), torch.from_numpy(data.test_y).to(device)
-    aug = augmentations.get(s.train.augment)(train_x, data.mean, data.std, data.crop_pad)
-    reweight_epoch = reweight_epoch_of(s, data)
-    p = build_parts(s, data, labels, device, reweight_epoch)
-    epochs, bs, n = s.train.epochs, s.train.batch_size, len(labels)
+    source = make_source(s, data, device)
+    p = build_parts(s, data, source.labels, device, reweight_epoch_of(s, data))
+    epochs, bs, n = s.train.epochs, s.train.batch_size, len(source.labels)
     steps = math.ceil(n / bs) if s.train.steps_per_epoch is None else min(math.ceil(n / bs), s.train.steps_per_epoch)
-
     minority = torch.ones(data.num_classes, dtype=torch.bool, device=device)
     minority[list(p.groups.many)] = False
     mix_ctx = MixContext(s.mixer.alpha, torch.tensor(data.class_counts, device=device), minority)
-    best: dict[str, float | None] = {"acc/all": -1.0}
-    best_epoch, pc_best, curve = -1, [], []
-    for epoch in range(epochs):
+    st = TrainState()
+    if checkpoint is not None and checkpoint.is_file():
+        st = load_checkpoint(checkpoint, run_id, p, gen, rng)
+
+    for epoch in range(st.epoch, epochs):
         te = time.time()
         lr = s.train.lr * p.lr_factor(epoch)
         for g in p.optimizer.param_groups:
@@ -148,23 +168,19 @@ def fit(s: RunSettings, data: LTData, on_epoch: Callable[[dict[str, Any]], None]
         if hasattr(p.criterion, "set_epoch"):  # losses with their own per-epoch state (e.g. RIDE's temperature)
             p.criterion.set_epoch(epoch)
         active = p.mixer.active(epoch, epochs, s.mixer.start, s.mixer.end)
-        bg_order = p.background.epoch(gen)
         fg_order = p.foreground.epoch(gen) if active and p.foreground is not None else None
+        fg_batches = source.batches(fg_order, bs, steps, gen) if fg_order is not None else None
         self_mix = active and p.mixer.foreground == "self"
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), device=device)
         seen, mixed = 0, 0
-        for step in range(steps):
-            idx = bg_order[step * bs:(step + 1) * bs]
-            x, y = aug(idx, gen), labels[idx]
+        for batch in source.batches(p.background.epoch(gen), bs, steps, gen):
+            x, y = batch()
+            fg_batch = next(fg_batches) if fg_batches is not None else None  # read every step, as the reference
             coin = rng.random() if p.mixer.foreground is not None else 1.0  # drawn every step, as the reference
-            if (fg_order is not None or self_mix) and p.mixer.op is not None and coin < s.mixer.prob:
-                if fg_order is not None:
-                    fidx = fg_order[step * bs:(step + 1) * bs][: len(idx)]
-                    xf, yf = aug(fidx, gen), labels[fidx]
-                else:
-                    xf, yf = x, y
-                m = p.mixer.op(x, y, xf, yf, rng, mix_ctx)
+            if (fg_batch is not None or self_mix) and p.mixer.op is not None and coin < s.mixer.prob:
+                xf, yf = fg_batch() if fg_batch is not None else (x, y)
+                m = p.mixer.op(x, y, xf[: len(y)], yf[: len(y)], rng, mix_ctx)
                 out = p.model(m.x)
                 loss = mixed_loss(p.criterion, out, m.y_a, m.y_b, m.lam, class_weight)
                 mixed += 1
@@ -174,28 +190,31 @@ def fit(s: RunSettings, data: LTData, on_epoch: Callable[[dict[str, Any]], None]
             p.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             p.optimizer.step()
-            loss_sum += loss.detach() * len(idx)
+            loss_sum += loss.detach() * len(y)
             correct += (logits_of(out).detach()[: len(y)].argmax(1) == y).sum()  # vs the background labels
-            seen += len(idx)
+            seen += len(y)
         train_loss = (loss_sum / seen).item()
         if not math.isfinite(train_loss):
             raise NonFiniteLossError(f"non-finite training loss at epoch {epoch}")
-        metrics, pc = evaluate(p.model, aug, test_x, test_y, data.num_classes, p.groups)
-        if metrics["acc/all"] > best["acc/all"]:  # strictly better, as the reference's best checkpoint
-            best, best_epoch, pc_best = dict(metrics), epoch, pc
+        metrics, pc = evaluate(p.model, source, data.num_classes, p.groups)
+        if metrics["acc/all"] > st.best["acc/all"]:  # strictly better, as the reference's best checkpoint
+            st.best, st.best_epoch, st.pc_best = dict(metrics), epoch, pc
+        st.last, st.pc_last = metrics, pc
         row = {"epoch": epoch, "lr": lr, "train/loss": train_loss, "train/acc": 100.0 * correct.item() / seen,
-               "train/mixed_frac": mixed / steps, "mixer_active": active, **{f"test/{k}": v for k, v in
-                                                                             metrics.items()},
-               "epoch_time_s": time.time() - te}
-        curve.append(row)
+               "train/mixed_frac": mixed / steps, "mixer_active": active,
+               **{f"test/{k}": v for k, v in metrics.items()}, "epoch_time_s": time.time() - te}
+        st.curve.append(row)
+        st.epoch = epoch + 1
+        if checkpoint is not None:
+            save_checkpoint(checkpoint, run_id, st, p, gen, rng)
         if on_epoch is not None:
             on_epoch(row)
 
     return FitResult(
-        last=metrics, best=best, best_epoch=best_epoch, per_class_last=pc, per_class_best=pc_best,
-        curve=curve, wall_time_s=time.time() - t0, device=_device_name(device),
+        last=st.last, best=st.best, best_epoch=st.best_epoch, per_class_last=st.pc_last, per_class_best=st.pc_best,
+        curve=st.curve, wall_time_s=time.time() - t0, device=_device_name(device),
         num_params=sum(q.numel() for q in p.model.parameters()), class_counts=data.class_counts,
-        groups=p.groups.sizes(),
+        groups=p.groups.sizes(), model=p.model,
     )
 
 

@@ -69,12 +69,12 @@ def test_malformed_yaml_names_the_line(tmp_path: Path) -> None:
 
 
 def test_unknown_component_did_you_mean(tmp_path: Path) -> None:
-    p = _suite(tmp_path, TINY_SUITE.replace("mixer: cmo}", "mixer: cmo_bak}"))
+    p = _suite(tmp_path, TINY_SUITE.replace("mixer: cmo}", "mixer: cmoo}"))
     spec, _ = load_suite(str(p))
     with pytest.raises(SuiteError) as e:
         check_plan(plan(spec), str(p))
     msg = str(e.value)
-    assert "row 'CE + CMO'" in msg and "unknown mixer 'cmo_bak'" in msg and "Did you mean 'cmo'" in msg
+    assert "row 'CE + CMO'" in msg and "unknown mixer 'cmoo'" in msg and "Did you mean 'cmo'" in msg
 
 
 def test_dataset_option_it_does_not_take(tmp_path: Path) -> None:

@@ -2,5 +2,6 @@
 
 from benchmark.data import (
     cifar,  # noqa: F401  (registration side effects)
+    split_lists,  # noqa: F401
     synthetic_lt,  # noqa: F401
 )

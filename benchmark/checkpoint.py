@@ -1,0 +1,71 @@
+"""Per-epoch training checkpoints: the whole loop state, written atomically, loaded with weights_only."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be used for this run (another run id, or unreadable)."""
+
+
+@dataclass
+class TrainState:
+    """Loop bookkeeping that must survive a restart (model and optimiser travel separately)."""
+
+    epoch: int = 0  # next epoch to train
+    best: dict[str, Any] = field(default_factory=lambda: {"acc/all": -1.0})
+    best_epoch: int = -1
+    pc_best: list[float] = field(default_factory=list)
+    last: dict[str, Any] = field(default_factory=dict)
+    pc_last: list[float] = field(default_factory=list)
+    curve: list[dict[str, Any]] = field(default_factory=list)
+
+
+def save_checkpoint(path: Path, run_id: str, st: TrainState, parts: Any, gen: torch.Generator,
+                    rng: np.random.Generator) -> None:
+    """Model, optimiser, every RNG state and the loop state; temp file + rename, never a partial file."""
+    payload = {
+        "run_id": run_id,
+        "model": parts.model.state_dict(),
+        "optimizer": parts.optimizer.state_dict(),
+        "generator": gen.get_state(),
+        "torch_rng": torch.get_rng_state(),
+        "numpy_rng": json.dumps(rng.bit_generator.state),
+        "state": json.dumps(asdict(st)),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_checkpoint(path: Path, run_id: str, parts: Any, gen: torch.Generator, rng: np.random.Generator) -> TrainState:
+    """Restore a run's state in place; a checkpoint of another run id is refused."""
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated or foreign file
+        raise CheckpointError(f"{path}: unreadable checkpoint ({type(e).__name__}); delete it to restart the run") \
+            from None
+    if payload.get("run_id") != run_id:
+        raise CheckpointError(f"{path}: checkpoint of run '{payload.get('run_id')}', not '{run_id}'; "
+                              f"delete it or point the run elsewhere")
+    parts.model.load_state_dict(payload["model"])
+    parts.optimizer.load_state_dict(payload["optimizer"])
+    gen.set_state(payload["generator"])
+    torch.set_rng_state(payload["torch_rng"])
+    rng.bit_generator.state = json.loads(payload["numpy_rng"])
+    return TrainState(**json.loads(payload["state"]))

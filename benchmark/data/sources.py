@@ -1,0 +1,100 @@
+"""Batch sources for the training loop: a device-resident tensor path and a DataLoader (reference) path."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from benchmark.data.augment import augmentations
+from benchmark.data.base import LTData
+from benchmark.data.pipeline import eval_batches, to_device_images
+
+Batch = Callable[[], tuple[torch.Tensor, torch.Tensor]]  # produces (normalised images, labels) on the device
+
+
+class TensorSource:
+    """The split as uint8 on the training device; crop/flip/normalise batched there; batches built on demand."""
+
+    def __init__(self, data: LTData, augment: str, device: torch.device) -> None:
+        self.labels = torch.from_numpy(data.train_y).to(device)
+        self.aug = augmentations.get(augment)(to_device_images(data.train_x, device), data.mean, data.std,
+                                              data.crop_pad)
+        self.test_x = to_device_images(data.test_x, device)
+        self.test_y = torch.from_numpy(data.test_y).to(device)
+
+    def batches(self, order: torch.Tensor, bs: int, steps: int, gen: torch.Generator) -> Iterator[Batch]:
+        """One lazy batch per step: a batch that is never used costs nothing (and draws nothing)."""
+        for step in range(steps):
+            idx = order[step * bs:(step + 1) * bs]
+            yield lambda idx=idx: (self.aug(idx, gen), self.labels[idx])
+
+    def test_batches(self, bs: int = 1000) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for x, y in eval_batches(self.test_x, self.test_y, bs):
+            yield self.aug.normalize(x), y
+
+
+class _ArrayDataset(Dataset):
+    """uint8 HWC arrays served as PIL images through torchvision transforms (the reference CIFAR pipeline)."""
+
+    def __init__(self, x: np.ndarray, y: np.ndarray, transform: Any) -> None:
+        self.x, self.y, self.transform = x, y, transform
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        from PIL import Image
+
+        return self.transform(Image.fromarray(self.x[i])), int(self.y[i])
+
+
+def reference_cifar_transforms(data: LTData) -> tuple[Any, Any]:
+    """RandomCrop(size, padding) + RandomHorizontalFlip + ToTensor + Normalize, and ToTensor + Normalize."""
+    from torchvision import transforms as T
+
+    size = data.train_x.shape[1]
+    norm = T.Normalize(data.mean, data.std)
+    train = T.Compose([T.RandomCrop(size, padding=data.crop_pad), T.RandomHorizontalFlip(), T.ToTensor(), norm])
+    return train, T.Compose([T.ToTensor(), norm])
+
+
+class LoaderSource:
+    """DataLoader workers decode and transform each image on the CPU, as the official code does.
+
+    `train_set` / `test_set` are map-style datasets yielding (normalised CHW tensor, label); the batch
+    order comes from the run's samplers, so both sources draw the same distributions.
+    """
+
+    def __init__(self, train_set: Dataset, test_set: Dataset, labels: np.ndarray, device: torch.device,
+                 workers: int) -> None:
+        self.train_set, self.test_set = train_set, test_set
+        self.labels = torch.from_numpy(labels).to(device)
+        self.device, self.workers = device, workers
+
+    @classmethod
+    def for_arrays(cls, data: LTData, device: torch.device, workers: int) -> LoaderSource:
+        train_t, test_t = reference_cifar_transforms(data)
+        return cls(_ArrayDataset(data.train_x, data.train_y, train_t), _ArrayDataset(data.test_x, data.test_y, test_t),
+                   data.train_y, device, workers)
+
+    def _loader(self, dataset: Dataset, batches: list[list[int]], seed: int) -> DataLoader:
+        return DataLoader(dataset, batch_sampler=batches, num_workers=self.workers,
+                          pin_memory=self.device.type == "cuda", generator=torch.Generator().manual_seed(seed),
+                          persistent_workers=False)
+
+    def batches(self, order: torch.Tensor, bs: int, steps: int, gen: torch.Generator) -> Iterator[Batch]:
+        chunks = [order[i * bs:(i + 1) * bs].tolist() for i in range(steps)]
+        seed = int(torch.randint(0, 2**62, (1,), generator=gen, device=gen.device).item())  # worker RNG seeds
+        for x, y in self._loader(self.train_set, chunks, seed):
+            xb, yb = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+            yield lambda xb=xb, yb=yb: (xb, yb)
+
+    def test_batches(self, bs: int = 256) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        n = len(self.test_set)  # type: ignore[arg-type]
+        chunks = [list(range(i, min(i + bs, n))) for i in range(0, n, bs)]
+        for x, y in self._loader(self.test_set, chunks, 0):
+            yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
