@@ -45,6 +45,7 @@ class RunRecord(BaseModel):
     error: str | None = None  # failed runs: the exception and the traceback's last lines
     environment: dict[str, Any] = Field(default_factory=dict)
     tracker: dict[str, Any] = Field(default_factory=dict)  # e.g. W&B mode, run path
+    stage1: dict[str, Any] | None = None  # two-stage runs: the stage-1 run id, where it came from, its metrics
     created: str = Field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
 
 

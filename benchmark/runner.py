@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
+import json
 import inspect
 import os
 import traceback
@@ -143,8 +144,15 @@ def execute(r: RunSpec, data: LTData, tracker: Tracker, on_epoch: Callable[[dict
         if on_epoch:
             on_epoch(row)
 
+    stage1 = None
     try:
-        res = fit(r.settings, data, on_epoch=hook, checkpoint=path.with_suffix(".ckpt"), run_id=r.run_id)
+        if r.settings.stage2 is None:
+            res = fit(r.settings, data, on_epoch=hook, checkpoint=path.with_suffix(".ckpt"), run_id=r.run_id)
+        else:
+            from benchmark.stage2 import finetune
+
+            model, stage1 = stage1_model(r, data, path, hook)
+            res = finetune(r.settings, data, model, on_epoch=hook)
         save_weights(res.model, path.with_suffix(".weights.pt"))
     except Exception as e:
         tb = traceback.format_exc().strip().splitlines()
@@ -161,16 +169,50 @@ def execute(r: RunSpec, data: LTData, tracker: Tracker, on_epoch: Callable[[dict
                  "acc_best": res.per_class_best}
     tracker.finish(summary, per_class, failed=False)
     base["environment"]["device"] = res.device
-    return RunRecord(status="done", metrics={"last": res.last, "best": res.best}, best_epoch=res.best_epoch,
+    return RunRecord(status="done", stage1=stage1, metrics={"last": res.last, "best": res.best},
+                     best_epoch=res.best_epoch,
                      per_class={"last": res.per_class_last, "best": res.per_class_best},
                      class_counts=res.class_counts, shot_groups=res.groups, curve=res.curve,
                      wall_time_s=res.wall_time_s, num_params=res.num_params, tracker=tracker.info(), **base)
+
+
+def stage1_model(r: RunSpec, data: LTData, path: Path, hook: Callable[[dict[str, Any]], None]
+                 ) -> tuple[Any, dict[str, Any]]:
+    """The stage-1 model of a two-stage run: the weights of a finished run of the suite with exactly the stage-1
+    settings (e.g. the 'CE-DRW + CMO' row for 'CE-DRW + CMO + LAS'), else trained here first."""
+    import torch
+
+    from benchmark.train import build_model, fit
+
+    s1 = r.settings.stage1()
+    suite_dir = path.parent.parent
+    for cand in sorted(suite_dir.glob(f"*/*-{s1.run_hash()}.json")):
+        weights = cand.with_suffix(".weights.pt")
+        if existing_status(cand) == "done" and weights.is_file():
+            model = build_model(s1, data.num_classes)
+            model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+            rec = read_record(cand)
+            return model, {"run_id": rec.run_id, "source": "reused", "metrics": rec.metrics}
+    own = path.with_name(path.stem + ".stage1.weights.pt")  # trained here by an earlier, interrupted attempt
+    info_file = own.with_suffix(".json")
+    if own.is_file() and info_file.is_file():
+        model = build_model(s1, data.num_classes)
+        model.load_state_dict(torch.load(own, map_location="cpu", weights_only=True))
+        return model, json.loads(info_file.read_text())
+    ckpt = path.with_name(path.stem + ".stage1.ckpt")
+    res = fit(s1, data, on_epoch=hook, checkpoint=ckpt, run_id=f"{r.run_id}/stage1")
+    info = {"run_id": f"{r.run_id}/stage1", "source": "trained", "metrics": {"last": res.last, "best": res.best}}
+    save_weights(res.model, own)
+    info_file.write_text(json.dumps(info))
+    ckpt.unlink(missing_ok=True)
+    return res.model, info
 
 
 def save_weights(model: Any, path: Path) -> None:
     """The final model's state dict, written atomically."""
     import torch
 
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     torch.save(model.state_dict(), tmp)
     os.replace(tmp, path)

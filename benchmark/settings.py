@@ -83,6 +83,20 @@ class TrainSettings(Strict):
     device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
 
 
+class Stage2Settings(Strict):
+    """MiSLAS-style second stage: frozen backbone (BN statistics still update), class-balanced sampling,
+    classifier + learnable per-class logit scale, label-aware smoothing, cosine lr (CIFAR-100 r100 defaults)."""
+
+    epochs: int = Field(10, gt=0)
+    lr: float = Field(0.1, gt=0.0, description="cosine from lr to 0; the logit scale uses it as is")
+    lr_factor: float = Field(0.2, gt=0.0, description="classifier lr = lr_factor x lr (MiSLAS CIFAR-100 r100: 0.2)")
+    eps_head: float = Field(0.4, ge=0.0, lt=1.0)
+    eps_tail: float = Field(0.1, ge=0.0, lt=1.0)
+    sampler: str = Field("ros", description="class-balanced draws with replacement")
+    batch_size: int = Field(128, gt=0)
+    weight_decay: float = Field(5e-4, ge=0.0)
+
+
 class EvalSettings(Strict):
     """Evaluation: shot groups from train counts, and an optional cap for smoke runs."""
 
@@ -107,10 +121,15 @@ class RunSettings(Strict):
     mixer: MixerSettings = MixerSettings()
     train: TrainSettings = TrainSettings()
     eval: EvalSettings = EvalSettings()
+    stage2: Stage2Settings | None = Field(None, description="a second, fine-tuning stage on the stage-1 weights")
+
+    def stage1(self) -> RunSettings:
+        """The settings of the first stage alone (the run whose weights a second stage loads)."""
+        return self.model_copy(update={"stage2": None})
 
     def identity(self) -> dict[str, Any]:
         """The settings that define the experiment: where data lives or which device runs it is left out."""
-        return self.model_dump(mode="json", exclude=_NOT_IDENTITY)
+        return self.model_dump(mode="json", exclude=_NOT_IDENTITY, exclude_none=True)  # new optional fields keep ids
 
     def config_hash(self) -> str:
         """Hash of the identity without the seed: runs that differ only in seed share it."""

@@ -80,13 +80,18 @@ def reweight_epoch_of(s: RunSettings, data: LTData) -> int:
     return data.reweight_epoch if data.reweight_epoch is not None else int(0.8 * s.train.epochs)
 
 
+def build_model(s: RunSettings, num_classes: int) -> nn.Module:
+    """The run's backbone with the classifier head its loss needs (LDAM: the cosine classifier)."""
+    head = {"cosine_head": True} if losses.get(s.method.loss).head == "cosine" else {}
+    return build_backbone(s.backbone.name, num_classes, **head)
+
+
 def build_parts(s: RunSettings, data: LTData, labels: torch.Tensor, device: torch.device,
                 reweight_epoch: int) -> Parts:
     """Compose model, optimiser, schedule, loss, rule, mixer and samplers from the registries."""
     counts = data.class_counts
     loss_def = losses.get(s.method.loss)
-    head = {"cosine_head": True} if loss_def.head == "cosine" else {}  # e.g. LDAM needs the cosine classifier
-    model = build_backbone(s.backbone.name, data.num_classes, **head).to(device)
+    model = build_model(s, data.num_classes).to(device)
     # Weight decay on every parameter, BN and biases included; plain momentum (no Nesterov) by default.
     optimizer = torch.optim.SGD(model.parameters(), lr=s.train.lr, momentum=s.train.momentum,
                                 weight_decay=s.train.weight_decay, nesterov=s.train.nesterov)
@@ -153,7 +158,7 @@ def fit(s: RunSettings, data: LTData, on_epoch: Callable[[dict[str, Any]], None]
     steps = math.ceil(n / bs) if s.train.steps_per_epoch is None else min(math.ceil(n / bs), s.train.steps_per_epoch)
     minority = torch.ones(data.num_classes, dtype=torch.bool, device=device)
     minority[list(p.groups.many)] = False
-    mix_ctx = MixContext(s.mixer.alpha, torch.tensor(data.class_counts, device=device), minority)
+    mix_ctx = MixContext(s.mixer.alpha, torch.tensor(data.class_counts, device=device), minority, data.mean, data.std)
     st = TrainState()
     if checkpoint is not None and checkpoint.is_file():
         st = load_checkpoint(checkpoint, run_id, p, gen, rng)

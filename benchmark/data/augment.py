@@ -24,3 +24,4 @@ augmentations: Registry[Callable[[torch.Tensor, tuple[float, ...], tuple[float, 
     Registry("augmentations")
 augmentations.register("standard", "RandomCrop(pad, zero fill) + horizontal flip + normalise (CIFAR reference)")(
     lambda images, mean, std, pad: BatchAugment(images, mean, std, pad=pad))
+from benchmark.data import strong_augment  # noqa: E402,F401  (registers strong pipelines)

@@ -105,4 +105,5 @@ losses.register("ldam", "LDAM: label-distribution-aware margins (max 0.5, s 30) 
     LossDef(lambda ctx: LDAMLoss(ctx.class_counts), head="cosine"))
 losses.register("balanced_softmax", "Balanced Softmax: CE on logits + log class prior (no re-weighting)")(
     LossDef(lambda ctx: BalancedSoftmax(ctx.class_counts)))
-from benchmark.methods import ride_loss  # noqa: E402,F401  (registers 'ride')
+# Losses defined in their own modules register themselves on import.
+from benchmark.methods import las, ride_loss  # noqa: E402,F401

@@ -50,6 +50,8 @@ class MixContext:
     alpha: float
     class_counts: torch.Tensor
     minority: torch.Tensor | None = None  # bool [C]: medium + few classes (Table 12's minority group)
+    mean: tuple[float, ...] | None = None  # the dataset's normalisation, for ops that work on pixel values
+    std: tuple[float, ...] | None = None
 
 
 MixOp = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, np.random.Generator, MixContext], Mixed]
@@ -133,3 +135,4 @@ mixers.register("cmo_mixup", "CMO's sampling (background ~ P, foreground ~ Q) mi
     MixerSpec("instance", "q", mixup_op))
 mixers.register("remix", "Remix: in-batch Mixup, minority-favouring labels (kappa 3, tau 0.5)")(
     MixerSpec("instance", "self", remix_op))
+from benchmark.methods import minority_augment  # noqa: E402,F401
