@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import fnmatch
-import json
 import inspect
+import json
 import os
 import traceback
 from collections.abc import Callable
@@ -55,7 +55,14 @@ def check_components(s: RunSettings) -> None:
     if loss.backbones and not fnmatch.fnmatch(s.backbone.name, loss.backbones):
         raise SuiteError(f"loss '{s.method.loss}' needs a backbone matching '{loss.backbones}', "
                          f"not '{s.backbone.name}'")
-    dataset_options(s.data)
+    options = dataset_options(s.data)
+    try:
+        counts = datasets.get(s.data.name).counts(**options)
+    except DataError:
+        counts = []  # file datasets: the files are checked when the data is loaded
+    if counts and min(counts) < 1:
+        raise SuiteError(f"dataset '{s.data.name}' with these options has classes without images "
+                         f"(counts {counts[:3]}...{counts[-3:]}): lower data.imbalance_ratio or raise the class size")
 
 
 def check_plan(runs: list[RunSpec], where: str) -> None:
@@ -112,13 +119,33 @@ def tags_for(r: RunSpec) -> list[str]:
     return tags + (["smoke"] if r.smoke else [])
 
 
-def choices_for(s: RunSettings) -> dict[str, str]:
-    """Where the paper and the official code differ, the choice this run made."""
-    out = {"best_metric": "best test epoch (code) and last epoch, both recorded",
-           "shots": f"many n>{s.eval.many_above}, few n<{s.eval.few_below}"}
+# (batch size, epochs) of the large-scale recipes: the paper's text vs the official README commands.
+_RECIPES = {"imagenet_lt": {(256, 100): "paper (batch 256, 100 epochs)", (128, 100): "code README (batch 128)"},
+            "inat2018": {(512, 200): "paper (batch 512, 200 epochs)", (256, 100): "code README (batch 256, 100 ep)"}}
+
+
+def choices_for(s: RunSettings, data: Any) -> dict[str, str]:
+    """Where the paper and the official code differ, the choice this run made (stored in its record)."""
+    from benchmark.train import reweight_epoch_of
+
+    out = {"reported_epoch": "best test epoch (official code) and last epoch, both recorded",
+           "shots": f"many n > {s.eval.many_above}, few n < {s.eval.few_below}"
+                    + {20: " (test.py: n = 20 is medium)", 21: " (train scripts: n = 20 is few)"}.get(
+                        s.eval.few_below, "")}
     if s.method.mixer != "none":
-        out["q_semantics"] = s.mixer.q_semantics + (" (official code)" if s.mixer.q_semantics == "per_sample"
-                                                    else " (paper Eq. 2)")
+        out["q_semantics"] = s.mixer.q_semantics + (" (official code: per-sample weight (1/n_k)^r)"
+                                                    if s.mixer.q_semantics == "per_sample" else " (paper Eq. 2)")
+    if s.method.mixer.startswith("minority_"):
+        out["minority_group"] = "medium + few classes by the suite's shot thresholds"
+    if s.method.mixer == "cutmix":
+        out["cutmix_foreground"] = "uniform draws with replacement (= CMO with r = 0)"
+    if s.method.rule == "drw" or s.method.loss == "ride":
+        src = "setting" if s.method.reweight_epoch is not None else "dataset default"
+        out["reweight_epoch"] = f"{reweight_epoch_of(s, data)} ({src})"
+    if s.data.name in _RECIPES:
+        out["recipe"] = _RECIPES[s.data.name].get((s.train.batch_size, s.train.epochs), "custom batch size / epochs")
+    if s.stage2 is not None:
+        out["stage2"] = "MiSLAS stage 2 on the stage-1 weights (frozen backbone, BN statistics update, LWS scale)"
     return out
 
 
@@ -133,7 +160,7 @@ def execute(r: RunSpec, data: LTData, tracker: Tracker, on_epoch: Callable[[dict
 
     base = dict(run_id=r.run_id, config_hash=r.config_hash, suite=r.suite, suite_version=r.suite_version,
                 row=r.row, column=r.column, seed=r.seed, smoke=r.smoke, settings=r.settings.model_dump(mode="json"),
-                choices=choices_for(r.settings), environment=environment())
+                choices=choices_for(r.settings, data), environment=environment())
     meta = {"suite": r.suite, "job_type": slug(r.row)[:60], "run_id": r.run_id, "row": r.row, "column": r.column,
             "suite_version": r.suite_version,
             "name": f"{r.row}" + (f" [{r.column}]" if r.column else "") + f" s{r.seed}"}

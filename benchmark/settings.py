@@ -35,6 +35,7 @@ class BackboneSettings(Strict):
     """Which timm model to create (pretrained weights are never used)."""
 
     name: str = "resnet32_cifar"
+    num_experts: int | None = Field(None, ge=1, description="RIDE backbones: experts (3 or 4)")
 
 
 class MethodSettings(Strict):

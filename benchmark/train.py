@@ -83,7 +83,7 @@ def reweight_epoch_of(s: RunSettings, data: LTData) -> int:
 def build_model(s: RunSettings, num_classes: int) -> nn.Module:
     """The run's backbone with the classifier head its loss needs (LDAM: the cosine classifier)."""
     head = {"cosine_head": True} if losses.get(s.method.loss).head == "cosine" else {}
-    return build_backbone(s.backbone.name, num_classes, **head)
+    return build_backbone(s.backbone.name, num_classes, num_experts=s.backbone.num_experts, **head)
 
 
 def build_parts(s: RunSettings, data: LTData, labels: torch.Tensor, device: torch.device,
