@@ -119,20 +119,47 @@ def run_suite_cmd(
     tracker: Annotated[str, typer.Option("--tracker", help="wandb (offline without an API key) or none.")] = "wandb",
     retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Run again the runs recorded as failed.")]
     = False,
+    force: Annotated[bool, typer.Option("--force", help="Re-run even finished runs (from scratch).")] = False,
+    executor: Annotated[str, typer.Option("--executor", help="inline (this process), local (a process per GPU "
+                                                             "slot) or slurm (submitit job array).")] = "inline",
+    gpus: Annotated[int | None, typer.Option("--gpus", help="local: GPU slots to use (default: all visible; "
+                                                            "on a CPU machine, fake slots).")] = None,
+    runs_per_gpu: Annotated[int, typer.Option("--runs-per-gpu", help="local: runs sharing one GPU.")] = 1,
+    slurm_profile: Annotated[Path | None, typer.Option("--slurm-profile", help="slurm: YAML with partition, "
+                                                       "account, time_min, gpus_per_run, cpus_per_task, ...")] = None,
+    partition: Annotated[str | None, typer.Option("--partition", help="slurm: partition.")] = None,
+    account: Annotated[str | None, typer.Option("--account", help="slurm: account.")] = None,
+    time_min: Annotated[int | None, typer.Option("--time", help="slurm: minutes per run.")] = None,
+    gpus_per_run: Annotated[int | None, typer.Option("--gpus-per-run", help="slurm: GPUs per run.")] = None,
+    slurm_cluster: Annotated[str | None, typer.Option("--slurm-cluster", help="slurm: submitit cluster override "
+                                                      "(local or debug run the Slurm path without Slurm).")] = None,
+    wait: Annotated[bool, typer.Option("--wait", help="slurm: wait for the jobs and report their outcome.")] = False,
 ) -> None:
     """Train every run of a suite that has no finished record; write one record per run."""
     from benchmark.progress import RunProgress
     from benchmark.runner import run_suite
+    from benchmark.train import Preempted
 
     if tracker not in ("wandb", "none"):
         fail(f"--tracker '{tracker}': use wandb or none")
     try:
         spec, path = load_suite(name)
+        ex = make_executor(executor, gpus, runs_per_gpu, slurm_profile, partition, account, time_min, gpus_per_run,
+                           slurm_cluster, wait, results_dir / spec.suite / "_slurm")
         outcomes = run_suite(spec, where=str(path), seeds=parse_seeds(seeds), overrides=parse_set(set_ or []),
                              smoke=smoke, dry_run=dry_run, results_dir=results_dir, tracker=tracker,
-                             retry_failed=retry_failed, progress=None if dry_run else RunProgress(console))
+                             retry_failed=retry_failed, force=force, executor=ex,
+                             progress=None if dry_run else RunProgress(console))
     except (SuiteError, UnknownComponentError) as e:
         fail(str(e))
+    except Preempted as e:
+        fail(f"{e}; run the same command again to resume", code=3)
+    except Exception as e:
+        from benchmark.checkpoint import CheckpointError
+
+        if isinstance(e, CheckpointError):
+            fail(str(e))
+        raise
     t = Table("run", "row", "seed", "status", "best top-1", title=f"{spec.suite}: {len(outcomes)} runs")
     for o in outcomes:
         t.add_row(o.run.run_id, o.run.row + (f" [{o.run.column}]" if o.run.column else ""), str(o.run.seed),
@@ -140,6 +167,50 @@ def run_suite_cmd(
     console.print(t)
     if any(o.status == "failed" for o in outcomes):
         raise typer.Exit(1)
+
+
+def make_executor(kind: str, gpus: int | None, runs_per_gpu: int, profile: Path | None, partition: str | None,
+                  account: str | None, time_min: int | None, gpus_per_run: int | None, cluster: str | None,
+                  wait: bool, folder: Path) -> object:
+    from benchmark.executors import InlineExecutor, LocalExecutor, SlurmConfig, SlurmExecutor
+
+    if kind == "inline":
+        return InlineExecutor()
+    if kind == "local":
+        if runs_per_gpu < 1 or (gpus is not None and gpus < 1):
+            raise SuiteError("--gpus and --runs-per-gpu must be >= 1")
+        return LocalExecutor(gpus, runs_per_gpu)
+    if kind == "slurm":
+        if profile is not None and not profile.is_file():
+            raise SuiteError(f"--slurm-profile {profile}: no such file")
+        cfg = SlurmConfig.load(profile, partition=partition, account=account, time_min=time_min,
+                               gpus_per_run=gpus_per_run)
+        return SlurmExecutor(cfg, folder, cluster=cluster, wait=wait)
+    raise SuiteError(f"--executor '{kind}': use inline, local or slurm")
+
+
+@app.command("status")
+def status_cmd(name: SuiteArg, results_dir: ResultsOpt = REPO_ROOT / "results", set_: SetOpt = None,
+               seeds: SeedsOpt = None, smoke: SmokeOpt = False) -> None:
+    """Per planned run: done, failed, running, interrupted (resumes), queued (with its job id) or not started."""
+    from benchmark.executors import queue_file, run_status
+    from benchmark.records import record_path
+
+    try:
+        spec, _ = load_suite(name)
+        runs = plan(spec, seeds=parse_seeds(seeds), overrides=parse_set(set_ or []), smoke=smoke)
+    except SuiteError as e:
+        fail(str(e))
+    q = queue_file(results_dir / spec.suite)
+    queue = json.loads(q.read_text()) if q.is_file() else {}
+    t = Table("run", "row", "seed", "status", title=f"{spec.suite}: {len(runs)} runs")
+    counts: dict[str, int] = {}
+    for r in runs:
+        st = run_status(record_path(results_dir, r.suite, r.cell, r.run_id), r.run_id, queue)
+        counts[st.split(" ")[0]] = counts.get(st.split(" ")[0], 0) + 1
+        t.add_row(r.run_id, r.row + (f" [{r.column}]" if r.column else ""), str(r.seed), st)
+    console.print(t)
+    console.print(", ".join(f"{k}: {v}" for k, v in sorted(counts.items())), highlight=False)
 
 
 @app.command("report")

@@ -93,6 +93,7 @@ def environment() -> dict[str, Any]:
         except metadata.PackageNotFoundError:
             pkgs[name] = None
     return {"python": platform.python_version(), "platform": platform.platform(), "host": platform.node(),
+            "pid": os.getpid(), "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
             "packages": pkgs, **git_state()}
 
 

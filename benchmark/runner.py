@@ -6,6 +6,8 @@ import fnmatch
 import inspect
 import json
 import os
+import signal
+import threading
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -156,7 +158,8 @@ def execute(r: RunSpec, data: LTData, tracker: Tracker, on_epoch: Callable[[dict
     The loop checkpoints to <run_id>.ckpt every epoch (a restarted run resumes there); a finished run
     keeps only its final weights, <run_id>.weights.pt.
     """
-    from benchmark.train import fit
+    from benchmark.checkpoint import CheckpointError
+    from benchmark.train import Preempted, fit
 
     base = dict(run_id=r.run_id, config_hash=r.config_hash, suite=r.suite, suite_version=r.suite_version,
                 row=r.row, column=r.column, seed=r.seed, smoke=r.smoke, settings=r.settings.model_dump(mode="json"),
@@ -181,6 +184,9 @@ def execute(r: RunSpec, data: LTData, tracker: Tracker, on_epoch: Callable[[dict
             model, stage1 = stage1_model(r, data, path, hook)
             res = finetune(r.settings, data, model, on_epoch=hook)
         save_weights(res.model, path.with_suffix(".weights.pt"))
+    except (Preempted, CheckpointError):
+        tracker.finish({"status": "preempted"}, None, failed=True)
+        raise  # not a result: the run resumes (pre-emption) or the user fixes the input (foreign checkpoint)
     except Exception as e:
         tb = traceback.format_exc().strip().splitlines()
         tracker.finish({"status": "failed"}, None, failed=True)
@@ -255,11 +261,92 @@ def existing_status(path: Path) -> str | None:
         return None
 
 
+@dataclass(frozen=True)
+class RunJob:
+    """One run to execute: the planned run, where its record goes, and how to treat an existing record."""
+
+    run: RunSpec
+    path: Path
+    tracker: str = "wandb"
+    retry_failed: bool = False
+    force: bool = False
+
+    def to_json(self) -> str:
+        r = self.run
+        return json.dumps({"suite": r.suite, "suite_version": r.suite_version, "row": r.row, "column": r.column,
+                           "seed": r.seed, "smoke": r.smoke, "settings": r.settings.model_dump(mode="json"),
+                           "path": str(self.path), "tracker": self.tracker, "retry_failed": self.retry_failed,
+                           "force": self.force})
+
+    @classmethod
+    def from_json(cls, text: str) -> RunJob:
+        d = json.loads(text)
+        run = RunSpec(d["suite"], d["suite_version"], d["row"], d["column"], d["seed"],
+                      RunSettings.model_validate(d["settings"]), d["smoke"])
+        return cls(run, Path(d["path"]), d["tracker"], d["retry_failed"], d["force"])
+
+
+def should_run(path: Path, retry_failed: bool, force: bool) -> tuple[bool, str | None]:
+    """(run it?, existing status): finished runs are never redone unless forced; failed ones on request."""
+    status = existing_status(path)
+    if force or status is None:
+        return True, status
+    return status == "failed" and retry_failed, status
+
+
+def run_job(job: RunJob, progress: Any = None, index: int = 0, total: int = 1,
+            cache: dict[str, LTData] | None = None) -> RunOutcome:
+    """Execute one run under a file lock: another process holding the run is left alone, the record is
+    re-checked under the lock, and the record is written atomically before the checkpoint is removed."""
+    from filelock import FileLock, Timeout
+
+    r, path = job.run, job.path
+    try:  # before anything is created: missing files must leave no trace
+        data = _load_cached(r.settings.data, cache if cache is not None else {})
+    except DataError as e:
+        raise SuiteError(str(e)) from None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(path.with_suffix(".lock")), timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        return RunOutcome(r, "running elsewhere", path)
+    previous = _stop_on_sigterm()
+    try:
+        go, status = should_run(path, job.retry_failed, job.force)
+        if not go:
+            return RunOutcome(r, f"skipped ({status})", path)
+        if job.force:
+            path.with_suffix(".ckpt").unlink(missing_ok=True)  # --force starts from scratch
+        on_epoch = progress.start_run(r, index, total) if progress else None
+        wandb_dir = Path(os.environ.get("WANDB_DIR") or REPO_ROOT)
+        rec = execute(r, data, make_tracker(job.tracker, wandb_dir), on_epoch, path)
+        write_record(path, rec)
+        path.with_suffix(".ckpt").unlink(missing_ok=True)
+        out = RunOutcome(r, rec.status, path, (rec.metrics.get("best") or {}).get("acc/all"), rec.error)
+        if progress:
+            progress.end_run(out)
+        return out
+    finally:
+        lock.release()
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _stop_on_sigterm() -> Any:
+    """SIGTERM asks the loop to stop at the next step (main thread only); returns the previous handler."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    from benchmark.train import request_stop
+
+    return signal.signal(signal.SIGTERM, lambda signum, frame: request_stop())
+
+
 def run_suite(spec: SuiteSpec, *, where: str = "", seeds: list[int] | None = None,
               overrides: dict[str, Any] | None = None, smoke: bool = False, dry_run: bool = False,
               results_dir: Path = REPO_ROOT / "results", tracker: str = "wandb", retry_failed: bool = False,
-              progress: Any = None) -> list[RunOutcome]:
-    """Plan a suite and train every run that has no finished record.
+              force: bool = False, executor: Any = None, progress: Any = None) -> list[RunOutcome]:
+    """Plan a suite and execute every run that has no finished record (in-process unless an executor is given).
 
     Example:
         >>> spec, path = load_suite("quickstart")
@@ -267,45 +354,29 @@ def run_suite(spec: SuiteSpec, *, where: str = "", seeds: list[int] | None = Non
     """
     runs = plan(spec, seeds=seeds, overrides=overrides, smoke=smoke, where=where)
     check_plan(runs, where or spec.suite)
-    outcomes = []
-    todo = []
+    outcomes, jobs = [], []
     for r in runs:
         path = record_path(results_dir, r.suite, r.cell, r.run_id)
-        status = existing_status(path)
-        if status == "done" or (status == "failed" and not retry_failed):
-            outcomes.append(RunOutcome(r, f"skipped ({status})", path))
-        else:
-            todo.append((r, path))
-            outcomes.append(RunOutcome(r, "planned", path))
-    if dry_run or not todo:
+        go, status = should_run(path, retry_failed, force)
+        outcomes.append(RunOutcome(r, "planned" if go else f"skipped ({status})", path))
+        if go:
+            jobs.append(RunJob(r, path, tracker, retry_failed, force))
+    if dry_run or not jobs:
         return outcomes
     _check_writable(results_dir)
-    wandb_dir = Path(os.environ.get("WANDB_DIR") or REPO_ROOT)
-    cache: dict[str, LTData] = {}
-    by_id = {o.run.run_id: o for o in outcomes}
-    for i, (r, path) in enumerate(todo):
-        o = by_id[r.run_id]
-        try:
-            data = _load_cached(r.settings.data, cache)
-        except DataError as e:
-            raise SuiteError(str(e)) from None
-        on_epoch = progress.start_run(r, i, len(todo)) if progress else None
-        rec = execute(r, data, make_tracker(tracker, wandb_dir), on_epoch, path)
-        write_record(path, rec)
-        path.with_suffix(".ckpt").unlink(missing_ok=True)
-        o.status, o.error = rec.status, rec.error
-        o.acc = (rec.metrics.get("best") or {}).get("acc/all")
-        if progress:
-            progress.end_run(o)
-    return outcomes
+    if executor is None:
+        from benchmark.executors import InlineExecutor
+
+        executor = InlineExecutor()
+    done = {o.run.run_id: o for o in executor.run(jobs, progress)}
+    return [done.get(o.run.run_id, o) for o in outcomes]
 
 
 def _check_writable(results_dir: Path) -> None:
-    try:
-        results_dir.mkdir(parents=True, exist_ok=True)
-        probe = results_dir / ".write-probe"
-        probe.touch()
-        probe.unlink()
-    except OSError as e:
-        raise SuiteError(f"results directory {results_dir} is not writable ({e.strerror}); "
-                         f"choose another with --results-dir") from None
+    """The results folder (or its first existing parent) must be writable; nothing is created here."""
+    probe = results_dir
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not (probe.is_dir() and os.access(probe, os.W_OK | os.X_OK)):
+        raise SuiteError(f"results directory {results_dir} is not writable (checked {probe}); "
+                         f"choose another with --results-dir")

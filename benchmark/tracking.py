@@ -48,6 +48,9 @@ def wandb_api_key_configured() -> bool:
     return any("wandb" in h for h in hosts)
 
 
+_WARNED_OFFLINE = False  # one warning per process when W&B cannot be reached
+
+
 class WandbTracker:
     """One W&B run per training run: group = suite, job_type = row, name = row + seed.
 
@@ -79,14 +82,29 @@ class WandbTracker:
 
         if self.wandb_dir is not None:
             self.wandb_dir.mkdir(parents=True, exist_ok=True)
-        self.run = self._guard(
-            "init", wandb.init, project=self.project, entity=self.entity, group=meta["suite"],
-            job_type=meta["job_type"], name=meta["name"], tags=[t[:64] for t in tags],
-            config={**config, "run_id": meta["run_id"], "suite_version": meta["suite_version"],
-                    "row": meta["row"], "column": meta["column"]},
-            mode=self.mode, dir=str(self.wandb_dir) if self.wandb_dir else None, reinit="create_new",
-            settings=wandb.Settings(silent=True, console="off"),
-        )
+        kwargs = dict(project=self.project, entity=self.entity, group=meta["suite"],
+                      job_type=meta["job_type"], name=meta["name"], tags=[t[:64] for t in tags],
+                      config={**config, "run_id": meta["run_id"], "suite_version": meta["suite_version"],
+                              "row": meta["row"], "column": meta["column"]},
+                      dir=str(self.wandb_dir) if self.wandb_dir else None, reinit="create_new",
+                      settings=wandb.Settings(silent=True, console="off",
+                                              init_timeout=float(os.environ.get("WANDB_INIT_TIMEOUT", 60))))
+        global _WARNED_OFFLINE
+        if self.mode == "online" and not _WARNED_OFFLINE:
+            try:
+                self.run = wandb.init(mode="online", **kwargs)
+                self._define_metrics()
+                return
+            except Exception as e:  # unreachable server, bad key: fall back to offline for this process
+                _WARNED_OFFLINE = True
+                warnings.warn(f"W&B online init failed ({type(e).__name__}: {str(e)[:200]}); logging offline "
+                              f"instead (upload later with `wandb sync`)", stacklevel=2)
+        if self.mode == "online":
+            self.mode = "offline"
+        self.run = self._guard("init", wandb.init, mode=self.mode, **kwargs)
+        self._define_metrics()
+
+    def _define_metrics(self) -> None:
         if self.run is not None:
             self._guard("define_metric", self.run.define_metric, "epoch")
             self._guard("define_metric", self.run.define_metric, "*", step_metric="epoch")

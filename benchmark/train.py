@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,6 +32,18 @@ Source = TensorSource | LoaderSource
 
 class NonFiniteLossError(FloatingPointError):
     """The training loss became NaN or infinite."""
+
+
+class Preempted(Exception):
+    """A stop was requested (SIGTERM, e.g. Slurm pre-emption); the run resumes from its last epoch checkpoint."""
+
+
+_STOP = threading.Event()
+
+
+def request_stop() -> None:
+    """Ask the running loop to stop at the next step (signal-handler safe)."""
+    _STOP.set()
 
 
 @dataclass
@@ -180,6 +193,9 @@ def fit(s: RunSettings, data: LTData, on_epoch: Callable[[dict[str, Any]], None]
         correct = torch.zeros((), device=device)
         seen, mixed = 0, 0
         for batch in source.batches(p.background.epoch(gen), bs, steps, gen):
+            if _STOP.is_set():
+                _STOP.clear()
+                raise Preempted(f"stopped during epoch {epoch}; {epoch} epochs are checkpointed")
             x, y = batch()
             fg_batch = next(fg_batches) if fg_batches is not None else None  # read every step, as the reference
             coin = rng.random() if p.mixer.foreground is not None else 1.0  # drawn every step, as the reference

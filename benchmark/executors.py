@@ -1,0 +1,227 @@
+"""Where runs execute: in this process, in a local pool of GPU slots (one process each), or on Slurm (submitit)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from benchmark.records import read_record
+from benchmark.runner import RunJob, RunOutcome, run_job
+
+
+class InlineExecutor:
+    """Runs jobs one after another in this process (tests, debugging, a single GPU)."""
+
+    def run(self, jobs: list[RunJob], progress: Any = None) -> list[RunOutcome]:
+        cache: dict[str, Any] = {}
+        return [run_job(j, progress, i, len(jobs), cache) for i, j in enumerate(jobs)]
+
+
+def detect_gpus() -> int:
+    try:
+        import torch
+
+        return torch.cuda.device_count()
+    except Exception:  # no torch / no driver: a CPU machine
+        return 0
+
+
+class LocalExecutor:
+    """A pool of slots: every visible GPU runs `runs_per_gpu` runs at once, each in its own process with
+    CUDA_VISIBLE_DEVICES set. `gpus` overrides detection (on a CPU machine it creates fake slots)."""
+
+    def __init__(self, gpus: int | None = None, runs_per_gpu: int = 1) -> None:
+        self.gpus = gpus if gpus is not None else max(detect_gpus(), 1)
+        self.runs_per_gpu = runs_per_gpu
+        self.slots = [g for g in range(self.gpus) for _ in range(runs_per_gpu)]
+
+    def run(self, jobs: list[RunJob], progress: Any = None) -> list[RunOutcome]:
+        free = list(self.slots)
+        lock = threading.Lock()
+        console = getattr(progress, "console", None)
+
+        def one(i_job: tuple[int, RunJob]) -> RunOutcome:
+            i, job = i_job
+            with lock:
+                gpu = free.pop(0)
+            try:
+                if console is not None:
+                    console.print(f"[{i + 1}/{len(jobs)}] {job.run.run_id} -> slot GPU {gpu}", highlight=False)
+                return run_in_subprocess(job, {"CUDA_VISIBLE_DEVICES": str(gpu)})
+            finally:
+                with lock:
+                    free.append(gpu)
+
+        with ThreadPoolExecutor(max_workers=len(self.slots)) as pool:
+            return list(pool.map(one, enumerate(jobs)))
+
+
+def run_in_subprocess(job: RunJob, env: dict[str, str]) -> RunOutcome:
+    """`python -m benchmark.worker JOB.json` with extra environment; the outcome is read from the record."""
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+        f.write(job.to_json())
+    try:
+        proc = subprocess.run([sys.executable, "-m", "benchmark.worker", f.name], env={**os.environ, **env},
+                              capture_output=True, text=True)
+    finally:
+        Path(f.name).unlink(missing_ok=True)
+    result = _last_json(proc.stdout)
+    if result is not None:
+        return RunOutcome(job.run, result["status"], job.path, result.get("acc"), result.get("error"))
+    tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-5:])
+    return RunOutcome(job.run, "failed", job.path, error=f"worker exited with {proc.returncode}: {tail}")
+
+
+def _last_json(text: str) -> dict[str, Any] | None:
+    for line in reversed(text.strip().splitlines()):
+        if line.startswith("{"):
+            try:
+                return json.loads(line)
+            except ValueError:
+                return None
+    return None
+
+
+# ---------------------------------------------------------------------------------------------------- Slurm
+
+
+@dataclass(frozen=True)
+class SlurmConfig:
+    """Slurm resources for one run (one array task)."""
+
+    partition: str | None = None
+    account: str | None = None
+    time_min: int = 240
+    gpus_per_run: int = 1
+    cpus_per_task: int = 8
+    mem_gb: int | None = None
+    array_parallelism: int = 64
+    setup: tuple[str, ...] = ()
+
+    @classmethod
+    def load(cls, path: Path | None, **options: Any) -> SlurmConfig:
+        """A profile YAML (keys as the fields) overridden by non-None command-line options."""
+        import yaml
+
+        base: dict[str, Any] = (yaml.safe_load(path.read_text()) or {}) if path else {}
+        unknown = set(base) - set(cls.__dataclass_fields__)
+        if unknown:
+            from benchmark.config import SuiteError
+
+            raise SuiteError(f"{path}: unknown Slurm profile key(s) {sorted(unknown)}; "
+                             f"known: {', '.join(cls.__dataclass_fields__)}")
+        merged = {**base, **{k: v for k, v in options.items() if v is not None}}
+        if "setup" in merged:
+            merged["setup"] = tuple(merged["setup"])
+        return cls(**merged)
+
+    def executor_parameters(self) -> dict[str, Any]:
+        params: dict[str, Any] = {"timeout_min": self.time_min, "gpus_per_node": self.gpus_per_run,
+                                  "tasks_per_node": 1, "cpus_per_task": self.cpus_per_task,
+                                  "slurm_array_parallelism": self.array_parallelism}
+        if self.partition:
+            params["slurm_partition"] = self.partition
+        if self.account:
+            params["slurm_account"] = self.account
+        if self.mem_gb:
+            params["mem_gb"] = self.mem_gb
+        if self.setup:
+            params["slurm_setup"] = list(self.setup)
+        return params
+
+
+class SlurmRun:
+    """The callable submitit pickles: runs one job; on pre-emption or time-out it is re-queued and the run
+    resumes from its last epoch checkpoint."""
+
+    def __call__(self, job_json: str) -> dict[str, Any]:
+        out = run_job(RunJob.from_json(job_json))
+        return {"status": out.status, "acc": out.acc, "error": out.error}
+
+    def checkpoint(self, job_json: str) -> Any:
+        import submitit
+
+        return submitit.helpers.DelayedSubmission(SlurmRun(), job_json)
+
+
+class SlurmExecutor:
+    """Submits the suite's runs as one job array through submitit and records the job ids for `lt-bench status`.
+
+    `cluster="local"` (submitit's local executor) or `"debug"` runs the same path without Slurm (tests).
+    """
+
+    def __init__(self, config: SlurmConfig, folder: Path, cluster: str | None = None, wait: bool = False) -> None:
+        if config.gpus_per_run != 1:
+            from benchmark.config import SuiteError
+
+            raise SuiteError("--gpus-per-run > 1 needs multi-GPU (DDP) training, which the loop does not have yet")
+        self.config, self.folder, self.cluster, self.wait = config, folder, cluster, wait
+
+    def run(self, jobs: list[RunJob], progress: Any = None) -> list[RunOutcome]:
+        import submitit
+
+        ex = submitit.AutoExecutor(folder=str(self.folder / "%j"), cluster=self.cluster)
+        params = self.config.executor_parameters()
+        if self.cluster in ("local", "debug"):
+            params = {"timeout_min": params["timeout_min"]}
+        ex.update_parameters(name=f"lt-bench-{jobs[0].run.suite}", **params)
+        submitted = ex.map_array(SlurmRun(), [j.to_json() for j in jobs])
+        write_queue(jobs, [s.job_id for s in submitted])
+        if not self.wait:
+            return [RunOutcome(j.run, f"queued ({s.job_id})", j.path) for j, s in zip(jobs, submitted, strict=True)]
+        outs = []
+        for j, s in zip(jobs, submitted, strict=True):
+            try:
+                res = s.result()
+                outs.append(RunOutcome(j.run, res["status"], j.path, res.get("acc"), res.get("error")))
+            except Exception as e:  # the job itself died (not a failed run, which returns normally)
+                outs.append(RunOutcome(j.run, "failed", j.path, error=f"{type(e).__name__}: {e}"))
+        return outs
+
+
+def queue_file(suite_dir: Path) -> Path:
+    return suite_dir / "_queue.json"
+
+
+def write_queue(jobs: Iterable[RunJob], job_ids: list[str]) -> None:
+    """Remember submitted runs (run id -> scheduler job id) next to the suite's records."""
+    by_dir: dict[Path, dict[str, str]] = {}
+    for job, jid in zip(jobs, job_ids, strict=True):
+        by_dir.setdefault(job.path.parent.parent, {})[job.run.run_id] = jid
+    for suite_dir, entries in by_dir.items():
+        q = queue_file(suite_dir)
+        old = json.loads(q.read_text()) if q.is_file() else {}
+        suite_dir.mkdir(parents=True, exist_ok=True)
+        tmp = q.with_suffix(".tmp")
+        tmp.write_text(json.dumps({**old, **entries}, indent=1))
+        os.replace(tmp, q)
+
+
+def run_status(path: Path, run_id: str, queue: dict[str, str]) -> str:
+    """done / failed (from the record), running (its lock is held), queued (submitted), or not started."""
+    from filelock import FileLock, Timeout
+
+    if path.is_file():
+        try:
+            return read_record(path).status
+        except (ValueError, OSError):
+            return "unreadable record"
+    lock_path = path.with_suffix(".lock")
+    if lock_path.exists():
+        try:
+            with FileLock(str(lock_path), timeout=0):
+                pass
+        except Timeout:
+            return "running"
+    if path.with_suffix(".ckpt").exists():
+        return "interrupted (resumes)"
+    return f"queued ({queue[run_id]})" if run_id in queue else "not started"
