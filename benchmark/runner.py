@@ -54,6 +54,11 @@ def check_components(s: RunSettings) -> None:
     samplers.entry(s.train.sampler)
     augmentations.entry(s.train.augment)
     check_backbone(s.backbone.name)
+    from benchmark.backbones import supports_cosine_head
+
+    if loss.head == "cosine" and not supports_cosine_head(s.backbone.name):
+        raise SuiteError(f"loss '{s.method.loss}' needs a cosine classifier, which backbone '{s.backbone.name}' "
+                         f"cannot take (its experts have their own heads); use loss 'ride' with it")
     if loss.backbones and not fnmatch.fnmatch(s.backbone.name, loss.backbones):
         raise SuiteError(f"loss '{s.method.loss}' needs a backbone matching '{loss.backbones}', "
                          f"not '{s.backbone.name}'")

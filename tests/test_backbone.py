@@ -47,6 +47,12 @@ def test_timm_resnet50_matches_torchvision_init() -> None:
     assert m.fc.out_features == 7 and m.layer1[0].bn3.weight.abs().min() > 0  # zero_init_last=False
 
 
+def test_ldam_cosine_head_on_timm_resnet() -> None:
+    m = build_backbone("resnet50", 7, cosine_head=True).eval()
+    out = m(torch.randn(2, 3, 64, 64))
+    assert type(m.fc).__name__ == "NormedLinear" and out.shape == (2, 7) and out.abs().max() <= 1 + 1e-6
+
+
 def test_unknown_backbone() -> None:
     with pytest.raises(UnknownComponentError, match="Did you mean 'resnet32_cifar'"):
         check_backbone("resnet32_cifr")

@@ -38,6 +38,8 @@ BAD_EDITS = {
     "batch <= 0": (("batch_size: 16", "batch_size: 0"), "train.batch_size"),
     "seeds empty": (("seeds: [0]", "seeds: []"), "seeds"),
     "impossible combination": (("    method: {loss: ce}\n", "    method: {loss: ride}\n"), "needs a backbone"),
+    "loss on a head it cannot use": (("    method: {loss: ce}\n", "    method: {loss: ldam}\n    set: "
+                                      "{backbone.name: ride_resnet32}\n"), "needs a cosine classifier"),
     "missing dataset files": (("name: synthetic_lt, imbalance_ratio: 4, num_classes: 4, max_per_class: 24, "
                                "test_per_class: 6,\n         image_size: 8",
                                "name: cifar100_lt, download: false, root: /nonexistent-lt-bench"),

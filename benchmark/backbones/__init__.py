@@ -44,11 +44,26 @@ def check_backbone(name: str) -> None:
         raise UnknownComponentError(f"unknown backbone '{name}' (not a timm model).{hint}")
 
 
-def build_backbone(name: str, num_classes: int, **kwargs: Any) -> nn.Module:
+def supports_cosine_head(name: str) -> bool:
+    """Multi-expert RIDE models carry their own cosine heads; any other classifier can be made a cosine one."""
+    return not name.startswith("ride_")
+
+
+def build_backbone(name: str, num_classes: int, cosine_head: bool = False, **kwargs: Any) -> nn.Module:
     """`timm.create_model(name, pretrained=False, num_classes=...)` with reference-matching defaults.
 
-    None-valued kwargs are dropped, so "unset" means the model's default.
+    None-valued kwargs are dropped, so "unset" means the model's default. `cosine_head` gives the
+    NormedLinear classifier LDAM needs: ResNet-32 builds it itself (`use_norm`), other models get their
+    classifier replaced, as the reference does for ImageNet / iNaturalist (`model.fc = NormedLinear(...)`).
     """
     check_backbone(name)
+    if cosine_head and not supports_cosine_head(name):
+        raise ValueError(f"backbone '{name}' has its own expert heads and cannot take a cosine classifier")
     extra = {**BACKBONE_KWARGS.get(name, {}), **{k: v for k, v in kwargs.items() if v is not None}}
-    return timm.create_model(name, pretrained=False, num_classes=num_classes, **extra)
+    if name == "resnet32_cifar":
+        return timm.create_model(name, pretrained=False, num_classes=num_classes, cosine_head=cosine_head, **extra)
+    model = timm.create_model(name, pretrained=False, num_classes=num_classes, **extra)
+    if cosine_head:
+        attr = model.pretrained_cfg.get("classifier", "fc")
+        setattr(model, attr, resnet_cifar.NormedLinear(model.get_classifier().in_features, num_classes))
+    return model
