@@ -139,12 +139,8 @@ def evaluate(model: nn.Module, source: Source, num_classes: int,
 
 def make_source(s: RunSettings, data: Any, device: torch.device) -> Source:
     """File datasets and the reference pipeline go through DataLoader workers; in-memory splits stay on the device."""
-    if hasattr(data, "datasets"):  # FileLTData: images decoded from disk
-        from benchmark.data.split_lists import test_transform, train_transform
-
-        kind = "inat" if data.name.startswith("inat") else "imagenet"
-        size = data.image_size
-        train_set, test_set = data.datasets(train_transform(kind, size), test_transform(kind, size))
+    if hasattr(data, "datasets"):  # FileLTData: images decoded from disk with the reference transforms
+        train_set, test_set = data.datasets(*data.transforms())
         return LoaderSource(train_set, test_set, data.train_y, device, s.train.workers)
     if s.train.pipeline == "reference":
         return LoaderSource.for_arrays(data, device, s.train.workers)

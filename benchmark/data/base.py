@@ -50,9 +50,13 @@ class LTData:
         """A copy whose test split keeps the first `per_class` images of each class (smoke runs)."""
         if per_class is None:
             return self
-        keep = np.concatenate([np.flatnonzero(self.test_y == k)[:per_class] for k in range(self.num_classes)])
-        keep.sort()
+        keep = first_per_class(self.test_y, self.num_classes, per_class)
         return LTData(**{**self.__dict__, "test_x": self.test_x[keep], "test_y": self.test_y[keep]})
+
+
+def first_per_class(labels: np.ndarray, num_classes: int, per_class: int) -> np.ndarray:
+    """Sorted indices of the first `per_class` samples of every class."""
+    return np.sort(np.concatenate([np.flatnonzero(labels == k)[:per_class] for k in range(num_classes)]))
 
 
 @dataclass(frozen=True)

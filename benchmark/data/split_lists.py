@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 from torch.utils.data import Dataset
 
-from benchmark.data.base import DataError, DatasetDef, datasets, default_data_root
+from benchmark.data.base import DataError, DatasetDef, datasets, default_data_root, first_per_class
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -148,8 +148,7 @@ class FileLTData:
         """A copy whose test split keeps the first `per_class` images of each class (smoke runs)."""
         if per_class is None:
             return self
-        keep = np.concatenate([np.flatnonzero(self.test_y == k)[:per_class] for k in range(self.num_classes)])
-        keep.sort()
+        keep = first_per_class(self.test_y, self.num_classes, per_class)
         return replace(self, test_paths=[self.test_paths[i] for i in keep], test_y=self.test_y[keep])
 
     def transforms(self) -> tuple[Transform, Transform]:
