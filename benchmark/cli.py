@@ -284,6 +284,23 @@ def ls_cmd(kind: Annotated[str | None, typer.Argument(help="datasets|losses|rule
             console.print(t)
 
 
+@app.command("bench")
+def bench_cmd(
+    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")] = "auto",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
+    out: Annotated[Path | None, typer.Option("--out", help="Also write the JSON to this file.")] = None,
+    ks: Annotated[str, typer.Option("--ks", help="Pack sizes K for the packed variant.")] = "1,4,8,16",
+    steps: Annotated[int | None, typer.Option("--steps", help="Measured steps per variant.")] = None,
+) -> None:
+    """Images/s of the reference-style loop vs the fast path vs packed runs (CIFAR-100-LT shape, ResNet-32,
+    CE + CMO), measured side by side in one process, with ratios and projected minutes per run and suite."""
+    from benchmark.bench import bench_main
+
+    result = bench_main(device=device, json_out=str(out) if out else None, ks=ks, steps=steps)
+    if as_json:
+        print(json.dumps(result, indent=1, default=str))
+
+
 def main() -> None:  # pragma: no cover
     app(prog_name="lt-bench")
 

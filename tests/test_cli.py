@@ -80,3 +80,12 @@ def test_every_command_has_help() -> None:
                  ["ls", "--help"]):
         res = runner.invoke(app, args)
         assert res.exit_code == 0 and "Usage" in res.output, args
+
+
+def test_bench_cpu_json() -> None:
+    res = runner.invoke(app, ["bench", "--device", "cpu", "--json", "--ks", "1,2", "--steps", "1"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.output[res.output.index("{\n"):])
+    names = [v["variant"] if "variant" in v else v.get("name") for v in out["variants"]]
+    assert "reference" in names and any("packed K=2" in str(n) for n in names)
+    assert all(v["images_per_s"] > 0 for v in out["variants"])
