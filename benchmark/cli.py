@@ -32,12 +32,17 @@ ResultsOpt = Annotated[Path, typer.Option("--results-dir", help="Where result re
 SetOpt = Annotated[list[str] | None, typer.Option("--set", help="Override a setting: key=value (repeatable).")]
 SeedsOpt = Annotated[str | None, typer.Option("--seeds", help="Comma-separated seeds, e.g. 0,1,2 (default: suite's).")]
 SmokeOpt = Annotated[bool, typer.Option("--smoke", help="Tiny epochs and data: at most a minute per run on CPU.")]
+RowsOpt = Annotated[str | None, typer.Option("--rows", help="Comma-separated rows (display names or slugs) to run.")]
 
 
 def fail(msg: str, code: int = 2) -> None:
     """Print one error line and exit (2 = bad input)."""
     err.print(f"error: {msg}", highlight=False, markup=False, soft_wrap=True)
     raise typer.Exit(code)
+
+
+def split_rows(text: str | None) -> list[str] | None:
+    return [r.strip() for r in text.split(",") if r.strip()] if text else None
 
 
 def parse_seeds(text: str | None) -> list[int] | None:
@@ -112,6 +117,7 @@ def validate(name: SuiteArg) -> None:
 def run_suite_cmd(
     name: SuiteArg,
     smoke: SmokeOpt = False,
+    rows: RowsOpt = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan; train nothing.")] = False,
     seeds: SeedsOpt = None,
     set_: SetOpt = None,
@@ -148,7 +154,7 @@ def run_suite_cmd(
                            slurm_cluster, wait, results_dir / spec.suite / "_slurm")
         outcomes = run_suite(spec, where=str(path), seeds=parse_seeds(seeds), overrides=parse_set(set_ or []),
                              smoke=smoke, dry_run=dry_run, results_dir=results_dir, tracker=tracker,
-                             retry_failed=retry_failed, force=force, executor=ex,
+                             retry_failed=retry_failed, force=force, executor=ex, rows=split_rows(rows),
                              progress=None if dry_run else RunProgress(console))
     except (SuiteError, UnknownComponentError) as e:
         fail(str(e))

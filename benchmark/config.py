@@ -263,11 +263,26 @@ def _resolve(spec: SuiteSpec, row: RowSpec, col: ColumnSpec | None, seed: int,
         raise SuiteError(f"{where}: {cell}: {format_validation_error(e)}") from None
 
 
+def select_rows(spec: SuiteSpec, rows: list[str] | None) -> set[str]:
+    """Row names selected by display name or slug (all rows when None); an unknown one is an error."""
+    if rows is None:
+        return {r.name for r in spec.rows}
+    by_key = {k: r.name for r in spec.rows for k in (r.name, slug(r.name))}
+    missing = [r for r in rows if r not in by_key]
+    if missing:
+        import difflib
+
+        close = difflib.get_close_matches(missing[0], list(by_key), n=3)
+        hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+        raise SuiteError(f"suite '{spec.suite}' has no row '{missing[0]}'.{hint}")
+    return {by_key[r] for r in rows}
+
+
 def plan(spec: SuiteSpec, *, seeds: list[int] | None = None, overrides: dict[str, Any] | None = None,
-         smoke: bool = False, where: str = "") -> list[RunSpec]:
+         smoke: bool = False, where: str = "", rows: list[str] | None = None) -> list[RunSpec]:
     """Expand a suite into runs: (columns x) rows x seeds, in table order; cited rows are not run.
 
-    A smoke plan runs the first seed only unless `seeds` is given.
+    A smoke plan runs the first seed only unless `seeds` is given; `rows` (display names or slugs) selects rows.
     Settings precedence: suite defaults < column < row < overrides (--set).
 
     Example:
@@ -277,10 +292,11 @@ def plan(spec: SuiteSpec, *, seeds: list[int] | None = None, overrides: dict[str
     over = dict(overrides or {})
     if smoke:
         over = {**SMOKE_OVERRIDES, **spec.smoke, **over}
+    wanted = select_rows(spec, rows)
     runs = []
     for col in spec.columns or [None]:
         for row in spec.rows:
-            if row.cited:
+            if row.cited or row.name not in wanted:
                 continue
             for seed in seeds if seeds is not None else (spec.seeds[:1] if smoke else spec.seeds):
                 settings = _resolve(spec, row, col, seed, over, where or spec.suite)

@@ -350,14 +350,15 @@ def _stop_on_sigterm() -> Any:
 def run_suite(spec: SuiteSpec, *, where: str = "", seeds: list[int] | None = None,
               overrides: dict[str, Any] | None = None, smoke: bool = False, dry_run: bool = False,
               results_dir: Path = REPO_ROOT / "results", tracker: str = "wandb", retry_failed: bool = False,
-              force: bool = False, executor: Any = None, progress: Any = None) -> list[RunOutcome]:
+              force: bool = False, executor: Any = None, progress: Any = None,
+              rows: list[str] | None = None) -> list[RunOutcome]:
     """Plan a suite and execute every run that has no finished record (in-process unless an executor is given).
 
     Example:
         >>> spec, path = load_suite("quickstart")
         >>> outcomes = run_suite(spec, tracker="none")  # doctest: +SKIP
     """
-    runs = plan(spec, seeds=seeds, overrides=overrides, smoke=smoke, where=where)
+    runs = plan(spec, seeds=seeds, overrides=overrides, smoke=smoke, where=where, rows=rows)
     check_plan(runs, where or spec.suite)
     outcomes, jobs = [], []
     for r in runs:

@@ -37,7 +37,8 @@ def cell_frame(spec: SuiteSpec, runs: list[RunSpec], records: dict[str, RunRecor
                     lines.append({
                         "order": order, "row": row.name, "column": col, "metric": metric, "epoch": epoch,
                         "cited": row.cited, "paper": paper, "mean": mean, "std": std, "n": len(vals),
-                        "n_planned": len(cell_runs), "n_failed": sum(r.status == "failed" for r in recs),
+                        "n_planned": len(cell_runs), "n_done": len(done),
+                        "n_failed": sum(r.status == "failed" for r in recs),
                         "delta": (mean - paper) if (mean is not None and paper is not None) else None,
                     })
     return pd.DataFrame(lines)
@@ -59,6 +60,8 @@ def _fmt(v: float | None, signed: bool = False) -> str:
 def _ours(c: pd.Series) -> str:
     if c["cited"]:
         return "cited"
+    if c["n"] == 0 and c["n_done"] > 0:
+        return "n/a (empty group)"  # e.g. no few-shot classes in CIFAR-10-LT
     if c["n"] == 0:
         return f"— (0/{c['n_planned']})" + (f", {c['n_failed']} failed" if c["n_failed"] else "")
     spread = f" ± {c['std']:.1f}" if c["std"] is not None and not pd.isna(c["std"]) else ""
