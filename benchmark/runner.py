@@ -52,6 +52,17 @@ def check_components(s: RunSettings) -> None:
     mixers.entry(s.method.mixer)
     schedules.entry(s.train.schedule)
     samplers.entry(s.train.sampler)
+    if s.mixer.foreground is not None:
+        samplers.entry(s.mixer.foreground)
+        fg = mixers.get(s.method.mixer).foreground
+        if fg in (None, "self"):
+            raise SuiteError(f"mixer.foreground is set but mixer '{s.method.mixer}' has no foreground stream")
+    if s.method.loss_args:
+        accepted = inspect.signature(loss.build).parameters
+        bad = [k for k in s.method.loss_args if k not in accepted or k == "ctx"]
+        if bad:
+            raise SuiteError(f"method.loss_args {bad} are not options of loss '{s.method.loss}' "
+                             f"(options: {[k for k in accepted if k != 'ctx'] or 'none'})")
     augmentations.entry(s.train.augment)
     check_backbone(s.backbone.name)
     from benchmark.backbones import supports_cosine_head
@@ -63,6 +74,9 @@ def check_components(s: RunSettings) -> None:
         raise SuiteError(f"loss '{s.method.loss}' needs a backbone matching '{loss.backbones}', "
                          f"not '{s.backbone.name}'")
     options = dataset_options(s.data)
+    if s.data.name in ("imagenet_lt", "inat2018") and s.train.augment not in ("standard", "imagenet_strong"):
+        raise SuiteError(f"train.augment '{s.train.augment}' does not apply to file dataset '{s.data.name}': "
+                         f"use standard or imagenet_strong")
     try:
         counts = datasets.get(s.data.name).counts(**options)
     except DataError:

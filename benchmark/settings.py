@@ -44,6 +44,8 @@ class MethodSettings(Strict):
     loss: str = "ce"
     rule: str = "none"
     mixer: str = "none"
+    loss_args: dict[str, float] | None = Field(
+        None, description="keyword arguments of the loss, e.g. RIDE's diversity_factor / reweight_factor")
     reweight_epoch: int | None = Field(
         None, ge=0, description="0-based epoch where DRW / RIDE re-weighting starts; None = the dataset's "
                                 "(160 CIFAR, 80 ImageNet-LT, 160 iNaturalist; 80% of the run otherwise)")
@@ -57,6 +59,8 @@ class MixerSettings(Strict):
     start: int = Field(3, description="active only while start < epoch (0-based)")
     end: int = Field(3, ge=0, description="... and epoch < epochs - end")
     fg_power: float = Field(1.0, ge=0.0, description="r of q(r): per-sample weight (1/n_k)^r")
+    foreground: str | None = Field(None, description="sampler of the foreground stream instead of the mixer's own "
+                                                      "(e.g. effective_number for Table 10's E(k))")
     q_semantics: Literal["per_sample", "per_class"] = Field(
         "per_sample", description="per_sample = official code, per_class = the paper's Eq. 2"
     )
@@ -141,7 +145,7 @@ class RunSettings(Strict):
         return _digest(self.identity())
 
 
-_NOT_IDENTITY: dict[str, Any] = {"data": {"root", "download"}, "train": {"device"}}
+_NOT_IDENTITY: dict[str, Any] = {"data": {"root", "download"}, "train": {"device", "workers"}}
 
 
 def _digest(obj: Any) -> str:

@@ -115,11 +115,13 @@ def build_parts(s: RunSettings, data: LTData, labels: torch.Tensor, device: torc
     bg_name = s.train.sampler if mixer.background == "instance" else mixer.background
     return Parts(
         model=model, optimizer=optimizer, lr_factor=lr_factor,
-        criterion=loss_def.build(LossContext(counts, s.train.epochs, reweight_epoch)).to(device),
+        criterion=loss_def.build(LossContext(counts, s.train.epochs, reweight_epoch), **(s.method.loss_args or {}))
+        .to(device),
         rule=rules.get(s.method.rule)(RuleContext(counts, s.train.epochs, reweight_epoch)),
         mixer=mixer,
         background=samplers.get(bg_name)(sctx),
-        foreground=samplers.get(mixer.foreground)(sctx) if mixer.foreground not in (None, "self") else None,
+        foreground=samplers.get(s.mixer.foreground or mixer.foreground)(sctx)
+        if mixer.foreground not in (None, "self") else None,
         groups=shot_groups(counts, s.eval.many_above, s.eval.few_below),
     )
 
@@ -140,7 +142,12 @@ def evaluate(model: nn.Module, source: Source, num_classes: int,
 def make_source(s: RunSettings, data: Any, device: torch.device) -> Source:
     """File datasets and the reference pipeline go through DataLoader workers; in-memory splits stay on the device."""
     if hasattr(data, "datasets"):  # FileLTData: images decoded from disk with the reference transforms
-        train_set, test_set = data.datasets(*data.transforms())
+        train_t, test_t = data.transforms()
+        if s.train.augment == "imagenet_strong":
+            from benchmark.data.strong_augment import ImagenetStrongTransform
+
+            train_t = ImagenetStrongTransform(data.image_size, data.mean, data.std)
+        train_set, test_set = data.datasets(train_t, test_t)
         return LoaderSource(train_set, test_set, data.train_y, device, s.train.workers)
     if s.train.pipeline == "reference":
         return LoaderSource.for_arrays(data, device, s.train.workers)
@@ -210,7 +217,8 @@ def fit(s: RunSettings, data: LTData, on_epoch: Callable[[dict[str, Any]], None]
             loss_sum += loss.detach() * len(y)
             correct += (logits_of(out).detach()[: len(y)].argmax(1) == y).sum()  # vs the background labels
             seen += len(y)
-        train_loss = (loss_sum / seen).item()
+        train_loss = (loss_sum / seen).item()  # the one host sync of the epoch: the step times below are real
+        train_s = time.time() - te
         if not math.isfinite(train_loss):
             raise NonFiniteLossError(f"non-finite training loss at epoch {epoch}")
         metrics, pc = evaluate(p.model, source, data.num_classes, p.groups)
@@ -219,7 +227,8 @@ def fit(s: RunSettings, data: LTData, on_epoch: Callable[[dict[str, Any]], None]
         st.last, st.pc_last = metrics, pc
         row = {"epoch": epoch, "lr": lr, "train/loss": train_loss, "train/acc": 100.0 * correct.item() / seen,
                "train/mixed_frac": mixed / steps, "mixer_active": active,
-               **{f"test/{k}": v for k, v in metrics.items()}, "epoch_time_s": time.time() - te}
+               **{f"test/{k}": v for k, v in metrics.items()}, "train/time_per_batch_s": train_s / steps,
+               "epoch_time_s": time.time() - te}
         st.curve.append(row)
         st.epoch = epoch + 1
         if checkpoint is not None:
@@ -227,12 +236,23 @@ def fit(s: RunSettings, data: LTData, on_epoch: Callable[[dict[str, Any]], None]
         if on_epoch is not None:
             on_epoch(row)
 
+    timing = {"time/batch_s": time_per_batch(st.curve, s)}
     return FitResult(
-        last=st.last, best=st.best, best_epoch=st.best_epoch, per_class_last=st.pc_last, per_class_best=st.pc_best,
+        last={**st.last, **timing}, best={**st.best, **timing}, best_epoch=st.best_epoch, per_class_last=st.pc_last, per_class_best=st.pc_best,
         curve=st.curve, wall_time_s=time.time() - t0, device=_device_name(device),
         num_params=sum(q.numel() for q in p.model.parameters()), class_counts=data.class_counts,
         groups=p.groups.sizes(), model=p.model,
     )
+
+
+def time_per_batch(curve: list[dict[str, Any]], s: RunSettings) -> float:
+    """Mean seconds per training batch (data wait + forward / backward / step) over the epochs where CMO would be
+    active (the same window for every row, so CE and CE + CMO compare like for like, Table 16); without such
+    epochs, every epoch but the first."""
+    e = s.train.epochs
+    window = [r for r in curve if s.mixer.start < r["epoch"] < e - s.mixer.end]
+    rows = window or curve[1:] or curve
+    return sum(r["train/time_per_batch_s"] for r in rows) / len(rows)
 
 
 def _device_name(device: torch.device) -> str:

@@ -70,6 +70,15 @@ def real_cifar10(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+@pytest.fixture(autouse=True)
+def _wandb_sandbox(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test writes W&B files into the repository: disabled, with its folders under tmp, unless a test asks
+    for offline mode (wandb_offline)."""
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wandb_default"))
+    monkeypatch.setenv("WANDB_SILENT", "true")
+
+
 @pytest.fixture
 def wandb_offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """W&B in offline mode with every directory under tmp; returns the W&B dir."""

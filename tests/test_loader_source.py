@@ -41,3 +41,17 @@ def test_reference_pipeline_matches_tensor_pipeline_shapes() -> None:
     xb, yb = next(ref.batches(order, 8, 1, torch.Generator().manual_seed(0)))()
     assert xb.shape == (8, 3, 16, 16) and yb.tolist() == data.train_y[:8].tolist()
     assert len(fit(s, data).curve) == 1
+
+
+def test_file_dataset_with_strong_augmentation(tmp_path: Path) -> None:
+    make_fixture(tmp_path / "inat", "inat2018")
+    s = RunSettings.model_validate({
+        "data": {"name": "inat2018", "root": str(tmp_path / "inat"), "image_size": 32},
+        "backbone": {"name": "resnet50"},
+        "train": {"epochs": 1, "batch_size": 4, "device": "cpu", "workers": 0, "augment": "imagenet_strong",
+                  "schedule": "cosine_warmup", "steps_per_epoch": 1}})
+    data = load_dataset(s.data)
+    src = make_source(s, data, torch.device("cpu"))
+    x, _ = next(src.batches(torch.arange(4), 4, 1, torch.Generator().manual_seed(0)))()
+    assert x.shape == (4, 3, 32, 32) and torch.isfinite(x).all()
+    assert len(fit(s, data).curve) == 1

@@ -149,3 +149,30 @@ def test_cosine_warmup_400() -> None:
     assert f(10) == pytest.approx(0.5 * (1 + math.cos(math.pi / 391)))
     assert f(205) == pytest.approx(0.5 * (1 + math.cos(math.pi * 196 / 391)))
     assert f(399) == pytest.approx(0.5 * (1 + math.cos(math.pi * 390 / 391)))
+
+
+def test_foreground_sampler_override_and_loss_args() -> None:
+    from benchmark.config import SuiteError
+    from benchmark.runner import check_components, load_dataset
+    from benchmark.settings import RunSettings
+    from benchmark.train import build_parts
+
+    s = RunSettings.model_validate({
+        "data": {"name": "synthetic_lt", "imbalance_ratio": 4, "num_classes": 4, "max_per_class": 24,
+                 "test_per_class": 2, "image_size": 8},
+        "backbone": {"name": "ride_resnet32"},
+        "method": {"loss": "ride", "mixer": "cmo", "loss_args": {"diversity_factor": -0.2, "reweight_factor": 0.02}},
+        "mixer": {"foreground": "effective_number"}, "train": {"device": "cpu"}})
+    check_components(s)
+    data = load_dataset(s.data)
+    labels = torch.from_numpy(data.train_y)
+    p = build_parts(s, data, labels, torch.device("cpu"), 160)
+    n = torch.tensor(data.class_counts, dtype=torch.float64)
+    beta = (n.sum() - 1) / n.sum()
+    assert torch.allclose(p.foreground.weights, ((1 - beta) / (1 - beta ** n))[labels])  # E(k), not q(r)
+    assert p.criterion.diversity_factor == -0.2
+    with pytest.raises(SuiteError, match="not options of loss 'ce'"):
+        check_components(s.model_copy(update={"method": s.method.model_copy(update={"loss": "ce"}),
+                                              "backbone": s.backbone.model_copy(update={"name": "resnet32_cifar"})}))
+    with pytest.raises(SuiteError, match="has no foreground stream"):
+        check_components(s.model_copy(update={"method": s.method.model_copy(update={"mixer": "remix"})}))

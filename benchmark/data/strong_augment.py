@@ -157,7 +157,12 @@ def imagenet_strong(images: torch.Tensor, mean: tuple[float, ...], std: tuple[fl
 
     `pad` is unused (the factory signature of the registry); outputs keep the stored image size.
     """
-    size = (images.shape[1], images.shape[2])
+    first, second = imagenet_strong_branches((images.shape[1], images.shape[2]))
+    return TwoBranchAugment(images, mean, std, first, second, p_first=p_randaug)
+
+
+def imagenet_strong_branches(size: tuple[int, int]) -> tuple[ImageOp, ImageOp]:
+    """The two per-sample PIL pipelines of the 400-epoch ImageNet-LT / iNat recipe (output uint8 CHW tensors)."""
     hparams = {"translate_const": int(size[0] * 0.45),
                "img_mean": tuple(min(255, round(255 * m)) for m in IMAGENET_MEAN)}
     randaug = [
@@ -175,7 +180,21 @@ def imagenet_strong(images: torch.Tensor, mean: tuple[float, ...], std: tuple[fl
         T.RandomHorizontalFlip(),
         pil_to_tensor,
     ]
-    return TwoBranchAugment(images, mean, std, T.Compose(randaug), T.Compose(sim), p_first=p_randaug)
+    return T.Compose(randaug), T.Compose(sim)
+
+
+class ImagenetStrongTransform:
+    """Per-image transform for file datasets (DataLoader workers): a 50:50 branch, then Normalize."""
+
+    def __init__(self, size: int, mean: tuple[float, ...], std: tuple[float, ...], p_randaug: float = 0.5) -> None:
+        self.first, self.second = imagenet_strong_branches((size, size))
+        self.p_randaug = p_randaug
+        self.mean = torch.tensor(mean).view(-1, 1, 1) * 255
+        self.std = torch.tensor(std).view(-1, 1, 1) * 255
+
+    def __call__(self, img: Image.Image) -> torch.Tensor:
+        x = self.first(img) if random.random() < self.p_randaug else self.second(img)
+        return (x.float() - self.mean) / self.std
 
 
 augmentations.register(

@@ -35,4 +35,4 @@ class LabelAwareSmoothing(nn.Module):
 
 
 losses.register("las", "label-aware smoothing (MiSLAS stage 2; eps head 0.4 / tail 0.1, concave in n_k)")(
-    LossDef(lambda ctx: LabelAwareSmoothing(ctx.class_counts)))
+    LossDef(lambda ctx, eps_head=0.4, eps_tail=0.1: LabelAwareSmoothing(ctx.class_counts, eps_head, eps_tail)))

@@ -102,7 +102,7 @@ class BalancedSoftmax(nn.Module):
 
 
 losses.register("ldam", "LDAM: label-distribution-aware margins (max 0.5, s 30) on the cosine classifier")(
-    LossDef(lambda ctx: LDAMLoss(ctx.class_counts), head="cosine"))
+    LossDef(lambda ctx, max_m=0.5, s=30.0: LDAMLoss(ctx.class_counts, max_m, s), head="cosine"))
 losses.register("balanced_softmax", "Balanced Softmax: CE on logits + log class prior (no re-weighting)")(
     LossDef(lambda ctx: BalancedSoftmax(ctx.class_counts)))
 # Losses defined in their own modules register themselves on import.

@@ -17,7 +17,7 @@ def plot_cells(spec: SuiteSpec, frame: pd.DataFrame, path: str) -> None:
     f = frame[(frame["epoch"] == spec.report_epoch) & (~frame["cited"])].copy()
     f["cell"] = f["row"] + f["column"].map(lambda c: f" [{c}]" if isinstance(c, str) else "")
     cells = list(dict.fromkeys(f["cell"]))
-    metrics = spec.metrics
+    metrics = [m for m in spec.metrics if not m.startswith("time/")] or spec.metrics  # seconds on their own axis
     width = 0.8 / max(len(metrics), 1)
     fig, ax = plt.subplots(figsize=(max(6.0, 1.4 * len(cells) * max(1, len(metrics) / 2)), 4.2))
     for j, m in enumerate(metrics):

@@ -10,7 +10,8 @@ import pandas as pd
 from benchmark.config import RowSpec, RunSpec, SuiteSpec
 from benchmark.records import RunRecord
 
-METRIC_LABELS = {"acc/all": "All", "acc/many": "Many", "acc/medium": "Med", "acc/few": "Few"}
+METRIC_LABELS = {"acc/all": "All", "acc/many": "Many", "acc/medium": "Med", "acc/few": "Few",
+                 "time/batch_s": "s/batch"}
 
 
 def paper_value(row: RowSpec, metric: str, column: str | None, first_metric: str) -> float | None:
@@ -51,21 +52,25 @@ def _std(vals: list[float]) -> float | None:
     return math.sqrt(sum((v - m) ** 2 for v in vals) / (len(vals) - 1))
 
 
-def _fmt(v: float | None, signed: bool = False) -> str:
+def _fmt(v: float | None, signed: bool = False, digits: int = 1) -> str:
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "—"
-    return f"{v:+.1f}" if signed else f"{v:.1f}"
+    return f"{v:+.{digits}f}" if signed else f"{v:.{digits}f}"
 
 
-def _ours(c: pd.Series) -> str:
+def _digits(metric: str) -> int:
+    return 3 if metric.startswith("time/") else 1
+
+
+def _ours(c: pd.Series, digits: int = 1) -> str:
     if c["cited"]:
         return "cited"
     if c["n"] == 0 and c["n_done"] > 0:
         return "n/a (empty group)"  # e.g. no few-shot classes in CIFAR-10-LT
     if c["n"] == 0:
         return f"— (0/{c['n_planned']})" + (f", {c['n_failed']} failed" if c["n_failed"] else "")
-    spread = f" ± {c['std']:.1f}" if c["std"] is not None and not pd.isna(c["std"]) else ""
-    return f"{c['mean']:.1f}{spread} (n={c['n']})"
+    spread = f" ± {c['std']:.{digits}f}" if c["std"] is not None and not pd.isna(c["std"]) else ""
+    return f"{c['mean']:.{digits}f}{spread} (n={c['n']})"
 
 
 def to_markdown(spec: SuiteSpec, frame: pd.DataFrame, n_records: int, n_planned: int) -> str:
@@ -78,7 +83,8 @@ def to_markdown(spec: SuiteSpec, frame: pd.DataFrame, n_records: int, n_planned:
         head += [f"{label} paper", f"{label} ours", "Δ"]
     lines = [f"# {spec.title}", "",
              f"Suite `{spec.suite}` v{spec.version}. Values: top-1 accuracy (%) at the **{spec.report_epoch}** "
-             f"test epoch, mean ± std over seeds (n = finished runs). Δ = ours − paper. "
+             f"test epoch (s/batch: mean training time per batch), mean ± std over seeds (n = finished runs). "
+             f"Δ = ours − paper. "
              f"Records: {n_records}/{n_planned} planned runs.", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for order in sorted(f["order"].unique()):
@@ -88,7 +94,9 @@ def to_markdown(spec: SuiteSpec, frame: pd.DataFrame, n_records: int, n_planned:
         for c, m in groups:
             sel = rows[(rows["metric"] == m) & (rows["column"].isna() if c is None else rows["column"] == c)]
             cell = sel.iloc[0]
-            cells += [_fmt(cell["paper"]), _ours(cell), "" if cell["cited"] else _fmt(cell["delta"], signed=True)]
+            d = _digits(m)
+            cells += [_fmt(cell["paper"], digits=d), _ours(cell, d),
+                      "" if cell["cited"] else _fmt(cell["delta"], signed=True, digits=d)]
         lines.append("| " + " | ".join(cells) + " |")
     if spec.source:
         lines += ["", f"Paper numbers: {spec.source}"]
