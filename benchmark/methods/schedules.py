@@ -28,26 +28,25 @@ ScheduleFactory = Callable[..., Callable[[int], float]]
 schedules: Registry[ScheduleFactory] = Registry("schedules")
 
 
-@schedules.register("cifar_step", "CIFAR-LT: warm-up 5, x0.01 after epoch 160 and again after 180")
-def cifar_step(epochs: int, warmup_epochs: int | None = None, milestones: Sequence[int] | None = None,
-               gamma: float | None = None) -> Callable[[int], float]:
-    return StepSchedule(warmup_epochs if warmup_epochs is not None else 5,
-                        milestones if milestones is not None else (160, 180),
-                        gamma if gamma is not None else 0.01)
+def step_factory(kind: type, default_warmup: int, default_milestones: Sequence[int],
+                 default_gamma: float) -> ScheduleFactory:
+    """A schedule factory with the reference's defaults; a suite may override any of the three."""
+
+    def factory(epochs: int, warmup_epochs: int | None = None, milestones: Sequence[int] | None = None,
+                gamma: float | None = None) -> Callable[[int], float]:
+        return kind(default_warmup if warmup_epochs is None else warmup_epochs,
+                    default_milestones if milestones is None else milestones,
+                    default_gamma if gamma is None else gamma)
+
+    return factory
 
 
-@schedules.register("imagenet_step", "ImageNet-LT: warm-up 5, x0.1 after epoch 60 and again after 80")
-def imagenet_step(epochs: int, warmup_epochs: int | None = None, milestones: Sequence[int] | None = None,
-                  gamma: float | None = None) -> Callable[[int], float]:
-    return StepSchedule(5 if warmup_epochs is None else warmup_epochs,
-                        (60, 80) if milestones is None else milestones, 0.1 if gamma is None else gamma)
-
-
-@schedules.register("inat_step", "iNaturalist 2018: warm-up 5, x0.1 after epoch 75 and again after 160")
-def inat_step(epochs: int, warmup_epochs: int | None = None, milestones: Sequence[int] | None = None,
-              gamma: float | None = None) -> Callable[[int], float]:
-    return StepSchedule(5 if warmup_epochs is None else warmup_epochs,
-                        (75, 160) if milestones is None else milestones, 0.1 if gamma is None else gamma)
+schedules.register("cifar_step", "CIFAR-LT: warm-up 5, x0.01 after epoch 160 and again after 180")(
+    step_factory(StepSchedule, 5, (160, 180), 0.01))
+schedules.register("imagenet_step", "ImageNet-LT: warm-up 5, x0.1 after epoch 60 and again after 80")(
+    step_factory(StepSchedule, 5, (60, 80), 0.1))
+schedules.register("inat_step", "iNaturalist 2018: warm-up 5, x0.1 after epoch 75 and again after 160")(
+    step_factory(StepSchedule, 5, (75, 160), 0.1))
 
 
 @dataclass(frozen=True)
@@ -65,12 +64,8 @@ class PacoStep:
         return self.gamma ** sum(epoch > m for m in self.milestones)
 
 
-@schedules.register("paco_step", "400-epoch CIFAR: warm-up 10 (1.1x at epoch 10, as the reference), x0.1 after 320, "
-                                 "x0.01 after 360")
-def paco_step(epochs: int, warmup_epochs: int | None = None, milestones: Sequence[int] | None = None,
-              gamma: float | None = None) -> Callable[[int], float]:
-    return PacoStep(10 if warmup_epochs is None else warmup_epochs,
-                    (320, 360) if milestones is None else milestones, 0.1 if gamma is None else gamma)
+schedules.register("paco_step", "400-epoch CIFAR: warm-up 10 (1.1x at epoch 10, as the reference), x0.1 after "
+                               "320, x0.01 after 360")(step_factory(PacoStep, 10, (320, 360), 0.1))
 
 
 @dataclass(frozen=True)
