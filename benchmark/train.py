@@ -238,7 +238,8 @@ def fit(s: RunSettings, data: LTData, on_epoch: Callable[[dict[str, Any]], None]
 
     timing = {"time/batch_s": time_per_batch(st.curve, s)}
     return FitResult(
-        last={**st.last, **timing}, best={**st.best, **timing}, best_epoch=st.best_epoch, per_class_last=st.pc_last, per_class_best=st.pc_best,
+        last={**st.last, **timing}, best={**st.best, **timing}, best_epoch=st.best_epoch,
+        per_class_last=st.pc_last, per_class_best=st.pc_best,
         curve=st.curve, wall_time_s=time.time() - t0, device=_device_name(device),
         num_params=sum(q.numel() for q in p.model.parameters()), class_counts=data.class_counts,
         groups=p.groups.sizes(), model=p.model,

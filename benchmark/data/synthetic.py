@@ -3,10 +3,11 @@
 The label lives in the foreground object (a class-specific shape and hue). The background is one of a
 fixed set of contexts (a palette and a texture). In the TRAIN split the context is biased by the class:
 each class has a few "home" contexts that it is drawn in most of the time, as objects are photographed in
-typical places. A head class has so many images that its off-home draws still show it in every context,
-while a tail class with a handful of images is seen in only one or two. In the TEST split the context is
-drawn independently of the class, so a model that learned a tail class by its context fails on it. This is
-the situation CMO targets: pasting minority objects onto majority images gives them the missing contexts.
+typical places. A head class has so many images that its off-home draws still show it in (nearly) every
+context, while a tail class with a handful of images is seen in only one or two. In the TEST split the
+context is drawn independently of the class, so what a model learned from a tail class's few contexts does
+not carry over. This is the situation CMO targets: pasting minority objects onto majority images shows
+them in many more contexts (and much more often).
 """
 
 from __future__ import annotations
@@ -25,8 +26,9 @@ _CENTRE = 0.1  # max offset of the object centre from the image centre (fraction
 _MAX_ROT = math.pi / 10  # object rotation range (radians, +-)
 _NOISE = 0.04  # std of the per-pixel noise (image range [0, 1])
 _OBJ_SV = (0.75, 1.0)  # object saturation and value ranges
+_HUE_SPREAD = 0.02  # per-image object hue: the class hue +- this
 _CTX_MAX = 12  # number of contexts: min(num_classes, _CTX_MAX), at least 2
-_HOMES = 1  # home contexts per class
+_HOMES = 2  # home contexts per class
 _P_HOME = 0.9  # train only: probability that an image's context is one of its class's homes
 _CHUNK = 256  # images painted at a time (keeps the float32 working set in cache)
 
@@ -56,14 +58,23 @@ _TEXTURES = ("hstripes", "checker", "vstripes", "rings", "dstripes", "gradient")
 
 
 def class_layout(num_classes: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """(shape index, hue in [0, 1), name) per class: distinct (shape, hue) pairs, shapes and hues interleaved."""
+    """(shape index, hue in [0, 1), name) per class: distinct (shape, hue) pairs.
+
+    Up to len(_SHAPES) classes, every class has its own shape and its own hue (hues evenly spread round the
+    colour wheel, so no single colour channel separates the classes); beyond that, shapes and hues are
+    interleaved and shared, and only the pair identifies the class.
+    """
     if num_classes < 2:
         raise ValueError(f"synthetic_lt needs at least 2 classes, got {num_classes}")
-    n_shapes = min(len(_SHAPES), max(2, math.ceil(math.sqrt(num_classes)) - 1))
-    n_hues = math.ceil(num_classes / n_shapes)
     k = np.arange(num_classes)
-    shape = k % n_shapes
-    hue_idx = (shape + k // n_shapes) % n_hues  # bijective on k < n_shapes * n_hues
+    if num_classes <= len(_SHAPES):
+        n_hues = num_classes
+        shape, hue_idx = k, k
+    else:
+        n_shapes = min(len(_SHAPES), max(2, math.ceil(math.sqrt(num_classes)) - 1))
+        n_hues = math.ceil(num_classes / n_shapes)
+        shape = k % n_shapes
+        hue_idx = (shape + k // n_shapes) % n_hues  # bijective on k < n_shapes * n_hues
     hues = hue_idx / n_hues
     hue_names = []
     for j in range(n_hues):
@@ -119,7 +130,7 @@ def _draw_params(rng: np.random.Generator, labels: np.ndarray, ctx: np.ndarray, 
     """Per-image random parameters: the context's texture and palette with a jitter, and the class object."""
     n = len(labels)
     half = rng.uniform(*_SCALE, n) / 2  # object half-size as a fraction of the side
-    hue = (hue_of[labels] + rng.normal(0, 0.015, n)) % 1.0
+    hue = (hue_of[labels] + rng.uniform(-_HUE_SPREAD, _HUE_SPREAD, n)) % 1.0
     tint = rng.normal(0, 0.03, (n, 1))  # small brightness jitter of the palette
     params = {
         # background: the context's two colours blended by its texture (random phase, orientation jitter)
