@@ -378,7 +378,8 @@ def run_suite(spec: SuiteSpec, *, where: str = "", seeds: list[int] | None = Non
     for r in runs:
         path = record_path(results_dir, r.suite, r.cell, r.run_id)
         go, status = should_run(path, retry_failed, force)
-        outcomes.append(RunOutcome(r, "planned" if go else f"skipped ({status})", path))
+        acc = None if go or status != "done" else (read_record(path).metrics.get("best") or {}).get("acc/all")
+        outcomes.append(RunOutcome(r, "planned" if go else f"skipped ({status})", path, acc))
         if go:
             jobs.append(RunJob(r, path, tracker, retry_failed, force))
     if dry_run or not jobs:
