@@ -90,3 +90,24 @@ def test_bench_cpu_json() -> None:
     names = [v["variant"] if "variant" in v else v.get("name") for v in out["variants"]]
     assert "reference" in names and any("packed K=2" in str(n) for n in names)
     assert all(v["images_per_s"] > 0 for v in out["variants"])
+
+
+def test_record_choices_name_the_code_vs_paper_decisions() -> None:
+    from benchmark.runner import choices_for
+    from benchmark.settings import RunSettings
+
+    class Data:  # what choices_for reads of a dataset
+        reweight_epoch = 160
+
+    s = RunSettings.model_validate({"data": {"name": "inat2018"}, "method": {"rule": "drw", "mixer": "cmo"},
+                                    "train": {"batch_size": 512, "epochs": 200},
+                                    "mixer": {"q_semantics": "per_class"}, "eval": {"few_below": 21}})
+    c = choices_for(s, Data())
+    assert c["q_semantics"].startswith("per_class (paper")
+    assert c["shots"].endswith("(train scripts: n = 20 is few)")
+    assert c["reweight_epoch"] == "160 (dataset default)"
+    assert c["recipe"].startswith("paper (batch 512, 200 epochs)")
+    s2 = s.model_copy(update={"train": s.train.model_copy(update={"batch_size": 256, "epochs": 100}),
+                              "method": s.method.model_copy(update={"reweight_epoch": 80})})
+    c2 = choices_for(s2, Data())
+    assert c2["recipe"].startswith("code README") and c2["reweight_epoch"] == "80 (setting)"

@@ -57,3 +57,22 @@ def test_component_trains_a_smoke_epoch(kind: str, name: str, tmp_path: Path) ->
     assert len(res.curve) == 1 and math.isfinite(res.curve[0]["train/loss"])
     if kind == "mixers" and name != "none":
         assert res.curve[0]["train/mixed_frac"] == 1.0  # the mixing op ran on every batch
+
+
+MIXERS = [n for n, _ in registries()["mixers"] if n != "none"]
+LOSSES = [n for n, _ in registries()["losses"]]
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+@pytest.mark.parametrize("mixer", MIXERS)
+def test_every_mixer_with_every_loss(mixer: str, loss: str, tmp_path: Path) -> None:
+    p = tmp_path / "smoke.yaml"
+    p.write_text(SUITE)
+    spec, _ = load_suite(str(p))
+    over = {"method.mixer": mixer, "method.loss": loss, "method.rule": "drw", "method.reweight_epoch": 0,
+            "mixer.prob": 1.0, "train.epochs": 1, "train.steps_per_epoch": 1, "train.batch_size": 8,
+            **({"backbone.name": "ride_resnet32"} if loss == "ride" else {})}
+    (run,) = plan(spec, smoke=True, overrides=over)
+    check_plan([run], str(p))
+    res = fit(run.settings, load_dataset(run.settings.data))
+    assert math.isfinite(res.curve[0]["train/loss"]) and res.curve[0]["train/mixed_frac"] == 1.0
