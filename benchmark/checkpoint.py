@@ -35,7 +35,7 @@ def save_checkpoint(path: Path, run_id: str, st: TrainState, parts: Any, gen: to
     """Model, optimiser, every RNG state and the loop state; temp file + rename, never a partial file."""
     payload = {
         "run_id": run_id,
-        "model": parts.model.state_dict(),
+        "model": getattr(parts.model, "module", parts.model).state_dict(),  # unwrapped (multi-process runs)
         "optimizer": parts.optimizer.state_dict(),
         "generator": gen.get_state(),
         "torch_rng": torch.get_rng_state(),

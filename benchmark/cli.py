@@ -136,7 +136,8 @@ def run_suite_cmd(
     partition: Annotated[str | None, typer.Option("--partition", help="slurm: partition.")] = None,
     account: Annotated[str | None, typer.Option("--account", help="slurm: account.")] = None,
     time_min: Annotated[int | None, typer.Option("--time", help="slurm: minutes per run.")] = None,
-    gpus_per_run: Annotated[int | None, typer.Option("--gpus-per-run", help="slurm: GPUs per run.")] = None,
+    gpus_per_run: Annotated[int | None, typer.Option("--gpus-per-run", help="local / slurm: GPUs (processes) per "
+                                                     "run; > 1 trains one run data-parallel (DDP).")] = None,
     slurm_cluster: Annotated[str | None, typer.Option("--slurm-cluster", help="slurm: submitit cluster override "
                                                       "(local or debug run the Slurm path without Slurm).")] = None,
     wait: Annotated[bool, typer.Option("--wait", help="slurm: wait for the jobs and report their outcome.")] = False,
@@ -183,9 +184,9 @@ def make_executor(kind: str, gpus: int | None, runs_per_gpu: int, profile: Path 
     if kind == "inline":
         return InlineExecutor()
     if kind == "local":
-        if runs_per_gpu < 1 or (gpus is not None and gpus < 1):
-            raise SuiteError("--gpus and --runs-per-gpu must be >= 1")
-        return LocalExecutor(gpus, runs_per_gpu)
+        if runs_per_gpu < 1 or (gpus is not None and gpus < 1) or (gpus_per_run or 1) < 1:
+            raise SuiteError("--gpus, --runs-per-gpu and --gpus-per-run must be >= 1")
+        return LocalExecutor(gpus, runs_per_gpu, gpus_per_run or 1)
     if kind == "slurm":
         if profile is not None and not profile.is_file():
             raise SuiteError(f"--slurm-profile {profile}: no such file")

@@ -39,10 +39,19 @@ class LocalExecutor:
     """A pool of slots: every visible GPU runs `runs_per_gpu` runs at once, each in its own process with
     CUDA_VISIBLE_DEVICES set. `gpus` overrides detection (on a CPU machine it creates fake slots)."""
 
-    def __init__(self, gpus: int | None = None, runs_per_gpu: int = 1) -> None:
+    def __init__(self, gpus: int | None = None, runs_per_gpu: int = 1, gpus_per_run: int = 1) -> None:
         self.gpus = gpus if gpus is not None else max(detect_gpus(), 1)
-        self.runs_per_gpu = runs_per_gpu
-        self.slots = [g for g in range(self.gpus) for _ in range(runs_per_gpu)]
+        self.runs_per_gpu, self.gpus_per_run = runs_per_gpu, gpus_per_run
+        if gpus_per_run > 1:  # a slot is a group of GPUs running one multi-process (torchrun) run
+            groups = [",".join(str(g) for g in range(i, i + gpus_per_run))
+                      for i in range(0, self.gpus - gpus_per_run + 1, gpus_per_run)]
+            if not groups or runs_per_gpu != 1:
+                from benchmark.config import SuiteError
+
+                raise SuiteError(f"--gpus-per-run {gpus_per_run} needs at least that many GPUs and --runs-per-gpu 1")
+            self.slots = groups
+        else:
+            self.slots = [str(g) for g in range(self.gpus) for _ in range(runs_per_gpu)]
 
     def run(self, jobs: list[RunJob], progress: Any = None) -> list[RunOutcome]:
         free = list(self.slots)
@@ -56,7 +65,7 @@ class LocalExecutor:
             try:
                 if console is not None:
                     console.print(f"[{i + 1}/{len(jobs)}] {job.run.run_id} -> slot GPU {gpu}", highlight=False)
-                return run_in_subprocess(job, {"CUDA_VISIBLE_DEVICES": str(gpu)})
+                return run_in_subprocess(job, {"CUDA_VISIBLE_DEVICES": gpu}, self.gpus_per_run)
             finally:
                 with lock:
                     free.append(gpu)
@@ -65,12 +74,15 @@ class LocalExecutor:
             return list(pool.map(one, enumerate(jobs)))
 
 
-def run_in_subprocess(job: RunJob, env: dict[str, str]) -> RunOutcome:
-    """`python -m benchmark.worker JOB.json` with extra environment; the outcome is read from the record."""
+def run_in_subprocess(job: RunJob, env: dict[str, str], nproc: int = 1) -> RunOutcome:
+    """`python -m benchmark.worker JOB.json` with extra environment (under torchrun with `nproc` processes for a
+    multi-GPU run); the outcome is read from what the worker prints."""
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
         f.write(job.to_json())
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"] \
+        if nproc > 1 else [sys.executable]
     try:
-        proc = subprocess.run([sys.executable, "-m", "benchmark.worker", f.name], env={**os.environ, **env},
+        proc = subprocess.run([*launcher, "-m", "benchmark.worker", f.name], env={**os.environ, **env},
                               capture_output=True, text=True)
     finally:
         Path(f.name).unlink(missing_ok=True)
@@ -83,7 +95,7 @@ def run_in_subprocess(job: RunJob, env: dict[str, str]) -> RunOutcome:
 
 def _last_json(text: str) -> dict[str, Any] | None:
     for line in reversed(text.strip().splitlines()):
-        if line.startswith("{"):
+        if line.startswith('{"status"') and '"rank' not in line:  # rank 0's outcome
             try:
                 return json.loads(line)
             except ValueError:
@@ -126,7 +138,7 @@ class SlurmConfig:
 
     def executor_parameters(self) -> dict[str, Any]:
         params: dict[str, Any] = {"timeout_min": self.time_min, "gpus_per_node": self.gpus_per_run,
-                                  "tasks_per_node": 1, "cpus_per_task": self.cpus_per_task,
+                                  "tasks_per_node": self.gpus_per_run, "cpus_per_task": self.cpus_per_task,
                                   "slurm_array_parallelism": self.array_parallelism}
         if self.partition:
             params["slurm_partition"] = self.partition
@@ -144,6 +156,10 @@ class SlurmRun:
     resumes from its last epoch checkpoint."""
 
     def __call__(self, job_json: str) -> dict[str, Any]:
+        if int(os.environ.get("SLURM_NTASKS", "1")) > 1:  # one task per GPU of a multi-GPU run
+            import submitit
+
+            submitit.helpers.TorchDistributedEnvironment().export()
         out = run_job(RunJob.from_json(job_json))
         return {"status": out.status, "acc": out.acc, "error": out.error}
 
@@ -160,10 +176,6 @@ class SlurmExecutor:
     """
 
     def __init__(self, config: SlurmConfig, folder: Path, cluster: str | None = None, wait: bool = False) -> None:
-        if config.gpus_per_run != 1:
-            from benchmark.config import SuiteError
-
-            raise SuiteError("--gpus-per-run > 1 needs multi-GPU (DDP) training, which the loop does not have yet")
         self.config, self.folder, self.cluster, self.wait = config, folder, cluster, wait
 
     def run(self, jobs: list[RunJob], progress: Any = None) -> list[RunOutcome]:

@@ -94,6 +94,7 @@ def environment() -> dict[str, Any]:
             pkgs[name] = None
     return {"python": platform.python_version(), "platform": platform.platform(), "host": platform.node(),
             "pid": os.getpid(), "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+            "world_size": int(os.environ.get("WORLD_SIZE", "1")),
             "packages": pkgs, **git_state()}
 
 

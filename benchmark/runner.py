@@ -17,6 +17,7 @@ from typing import Any
 from benchmark.config import RunSpec, SuiteError, SuiteSpec, plan, slug
 from benchmark.data.base import DataError, LTData, datasets
 from benchmark.data.profile import shot_groups
+from benchmark.distributed import rank_world
 from benchmark.records import RunRecord, environment, read_record, record_path, write_record
 from benchmark.registry import UnknownComponentError
 from benchmark.settings import DataSettings, RunSettings
@@ -324,6 +325,13 @@ def run_job(job: RunJob, progress: Any = None, index: int = 0, total: int = 1,
         data = _load_cached(r.settings.data, cache if cache is not None else {})
     except DataError as e:
         raise SuiteError(str(e)) from None
+    rank, world = rank_world()
+    if rank > 0:  # another process of a multi-process run: train alongside rank 0, which alone records
+        from benchmark.train import fit
+
+        if should_run(path, job.retry_failed, job.force)[0]:
+            fit(r.settings, data, checkpoint=path.with_suffix(".ckpt"), run_id=r.run_id)
+        return RunOutcome(r, f"rank {rank} of {world}", path)
     path.parent.mkdir(parents=True, exist_ok=True)
     lock = FileLock(str(path.with_suffix(".lock")), timeout=0)
     try:

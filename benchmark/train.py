@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from benchmark import distributed
 from benchmark.backbones import build_backbone
 from benchmark.checkpoint import TrainState, load_checkpoint, save_checkpoint
 from benchmark.data.base import LTData
@@ -163,9 +164,11 @@ def fit(s: RunSettings, data: LTData, on_epoch: Callable[[dict[str, Any]], None]
     `checkpoint` path, the full state is saved after every epoch and a run resumes from it.
     """
     t0 = time.time()
-    device = resolve_device(s.train.device)
-    torch.manual_seed(s.seed)
-    gen = torch.Generator(device).manual_seed(s.seed)
+    device, rank, world = distributed.setup(resolve_device(s.train.device))
+    torch.manual_seed(s.seed)  # the same initial weights on every rank
+    gen = torch.Generator(device).manual_seed(s.seed)  # data order and mixing draws: identical on every rank
+    aug_gen = gen if world == 1 else torch.Generator(device).manual_seed(s.seed + 7919 * (rank + 1))
+    shard = (rank, world)
     rng = np.random.default_rng(s.seed)
     data = data.limit_test(s.eval.test_limit_per_class)
     source = make_source(s, data, device)
@@ -178,6 +181,11 @@ def fit(s: RunSettings, data: LTData, on_epoch: Callable[[dict[str, Any]], None]
     st = TrainState()
     if checkpoint is not None and checkpoint.is_file():
         st = load_checkpoint(checkpoint, run_id, p, gen, rng)
+    model = p.model
+    if world > 1:  # gradients averaged over ranks; BN statistics per rank, as the reference's DataParallel
+        from torch.nn.parallel import DistributedDataParallel
+
+        p.model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
     for epoch in range(st.epoch, epochs):
         te = time.time()
@@ -190,12 +198,12 @@ def fit(s: RunSettings, data: LTData, on_epoch: Callable[[dict[str, Any]], None]
             p.criterion.set_epoch(epoch)
         active = p.mixer.active(epoch, epochs, s.mixer.start, s.mixer.end)
         fg_order = p.foreground.epoch(gen) if active and p.foreground is not None else None
-        fg_batches = source.batches(fg_order, bs, steps, gen) if fg_order is not None else None
+        fg_batches = source.batches(fg_order, bs, steps, aug_gen, shard) if fg_order is not None else None
         self_mix = active and p.mixer.foreground == "self"
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), device=device)
         seen, mixed = 0, 0
-        for batch in source.batches(p.background.epoch(gen), bs, steps, gen):
+        for batch in source.batches(p.background.epoch(gen), bs, steps, aug_gen, shard):
             if _STOP.is_set():
                 _STOP.clear()
                 raise Preempted(f"stopped during epoch {epoch}; {epoch} epochs are checkpointed")
@@ -217,7 +225,7 @@ def fit(s: RunSettings, data: LTData, on_epoch: Callable[[dict[str, Any]], None]
             loss_sum += loss.detach() * len(y)
             correct += (logits_of(out).detach()[: len(y)].argmax(1) == y).sum()  # vs the background labels
             seen += len(y)
-        train_loss = (loss_sum / seen).item()  # the one host sync of the epoch: the step times below are real
+        train_loss = distributed.mean((loss_sum / seen).item(), device)  # the epoch's one host sync
         train_s = time.time() - te
         if not math.isfinite(train_loss):
             raise NonFiniteLossError(f"non-finite training loss at epoch {epoch}")
@@ -231,9 +239,9 @@ def fit(s: RunSettings, data: LTData, on_epoch: Callable[[dict[str, Any]], None]
                "epoch_time_s": time.time() - te}
         st.curve.append(row)
         st.epoch = epoch + 1
-        if checkpoint is not None:
+        if checkpoint is not None and rank == 0:
             save_checkpoint(checkpoint, run_id, st, p, gen, rng)
-        if on_epoch is not None:
+        if on_epoch is not None and rank == 0:
             on_epoch(row)
 
     timing = {"time/batch_s": time_per_batch(st.curve, s)}
@@ -242,7 +250,7 @@ def fit(s: RunSettings, data: LTData, on_epoch: Callable[[dict[str, Any]], None]
         per_class_last=st.pc_last, per_class_best=st.pc_best,
         curve=st.curve, wall_time_s=time.time() - t0, device=_device_name(device),
         num_params=sum(q.numel() for q in p.model.parameters()), class_counts=data.class_counts,
-        groups=p.groups.sizes(), model=p.model,
+        groups=p.groups.sizes(), model=model,
     )
 
 

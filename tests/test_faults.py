@@ -200,3 +200,15 @@ def test_wandb_unreachable_falls_back_offline(tiny_suite: Path, tmp_path: Path, 
     assert sum("W&B online init failed" in str(w.message) for w in caught) == 1  # warned once
     assert all(read_record(o.path).tracker["mode"] == "offline" for o in outcomes)
     assert len(list(wandb_offline.glob("wandb/offline-run-*"))) == 2
+
+
+def test_one_run_over_two_processes(tiny_suite: Path, tmp_path: Path) -> None:
+    """--gpus-per-run 2: torchrun starts two ranks (gloo on CPU); rank 0 alone writes the record."""
+    spec, _ = load_suite(str(tiny_suite))
+    outcomes = run_suite(spec, rows=["CE + CMO"], results_dir=tmp_path / "res", tracker="none",
+                         executor=LocalExecutor(gpus=2, gpus_per_run=2))
+    assert [o.status for o in outcomes] == ["done"], outcomes[0].error
+    rec = read_record(outcomes[0].path)
+    assert rec.environment["world_size"] == 2 and rec.environment["cuda_visible_devices"] == "0,1"
+    assert len(rec.curve) == 2 and all(c["train/loss"] > 0 for c in rec.curve)
+    assert len(list((tmp_path / "res").rglob("*.json"))) == 1

@@ -26,10 +26,13 @@ class TensorSource:
         self.test_x = to_device_images(data.test_x, device)
         self.test_y = torch.from_numpy(data.test_y).to(device)
 
-    def batches(self, order: torch.Tensor, bs: int, steps: int, gen: torch.Generator) -> Iterator[Batch]:
-        """One lazy batch per step: a batch that is never used costs nothing (and draws nothing)."""
+    def batches(self, order: torch.Tensor, bs: int, steps: int, gen: torch.Generator,
+                shard: tuple[int, int] = (0, 1)) -> Iterator[Batch]:
+        """One lazy batch per step: a batch that is never used costs nothing (and draws nothing). With several
+        ranks, rank r takes every world-th image of each global batch (DataParallel-style split)."""
+        rank, world = shard
         for step in range(steps):
-            idx = order[step * bs:(step + 1) * bs]
+            idx = order[step * bs:(step + 1) * bs][rank::world]
             yield lambda idx=idx: (self.aug(idx, gen), self.labels[idx])
 
     def test_batches(self, bs: int = 1000) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -86,8 +89,10 @@ class LoaderSource:
                           pin_memory=self.device.type == "cuda", generator=torch.Generator().manual_seed(seed),
                           persistent_workers=False)
 
-    def batches(self, order: torch.Tensor, bs: int, steps: int, gen: torch.Generator) -> Iterator[Batch]:
-        chunks = [order[i * bs:(i + 1) * bs].tolist() for i in range(steps)]
+    def batches(self, order: torch.Tensor, bs: int, steps: int, gen: torch.Generator,
+                shard: tuple[int, int] = (0, 1)) -> Iterator[Batch]:
+        rank, world = shard
+        chunks = [order[i * bs:(i + 1) * bs][rank::world].tolist() for i in range(steps)]
         seed = int(torch.randint(0, 2**62, (1,), generator=gen, device=gen.device).item())  # worker RNG seeds
         for x, y in self._loader(self.train_set, chunks, seed):
             xb, yb = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
