@@ -212,3 +212,15 @@ def test_one_run_over_two_processes(tiny_suite: Path, tmp_path: Path) -> None:
     assert rec.environment["world_size"] == 2 and rec.environment["cuda_visible_devices"] == "0,1"
     assert len(rec.curve) == 2 and all(c["train/loss"] > 0 for c in rec.curve)
     assert len(list((tmp_path / "res").rglob("*.json"))) == 1
+
+
+def test_force_reruns_a_finished_run(tiny_suite: Path, tmp_path: Path) -> None:
+    args = ["run", "suite", str(tiny_suite), "--results-dir", str(tmp_path / "res"), "--tracker", "none",
+            "--rows", "CE"]
+    assert runner.invoke(app, args).exit_code == 0
+    rec_path = next((tmp_path / "res").glob("tiny/ce/*.json"))
+    first = read_record(rec_path).created, rec_path.stat().st_mtime_ns
+    time.sleep(1.1)
+    again = runner.invoke(app, [*args, "--force"])
+    assert again.exit_code == 0 and "run [1/1] CE" in again.output
+    assert rec_path.stat().st_mtime_ns != first[1] and len(list((tmp_path / "res").glob("tiny/ce/*.json"))) == 1
