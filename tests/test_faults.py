@@ -117,7 +117,8 @@ def test_two_concurrent_suite_processes_train_each_run_once(tmp_path: Path) -> N
     assert all(read_record(p).status == "done" for p in records)
 
 
-def test_local_executor_uses_every_slot(tiny_suite: Path, tmp_path: Path) -> None:
+def test_local_executor_uses_every_slot(tiny_suite: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # three CPU "GPU slots" on two cores: no thread oversubscription
     spec, _ = load_suite(str(tiny_suite))
     outcomes = run_suite(spec, seeds=[0, 1], results_dir=tmp_path / "res", tracker="none",
                          executor=LocalExecutor(gpus=3))
@@ -202,8 +203,9 @@ def test_wandb_unreachable_falls_back_offline(tiny_suite: Path, tmp_path: Path, 
     assert len(list(wandb_offline.glob("wandb/offline-run-*"))) == 2
 
 
-def test_one_run_over_two_processes(tiny_suite: Path, tmp_path: Path) -> None:
+def test_one_run_over_two_processes(tiny_suite: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """--gpus-per-run 2: torchrun starts two ranks (gloo on CPU); rank 0 alone writes the record."""
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
     spec, _ = load_suite(str(tiny_suite))
     outcomes = run_suite(spec, rows=["CE + CMO"], results_dir=tmp_path / "res", tracker="none",
                          executor=LocalExecutor(gpus=2, gpus_per_run=2))
