@@ -27,6 +27,7 @@ from benchmark.data.profile import exp_profile
 from benchmark.data.samplers import SamplerContext, samplers
 from benchmark.methods.mixers import cutmix_pair
 from benchmark.packed import PackedResNetCifar
+from benchmark.train import device_name
 
 # The workload: CIFAR-100-LT, exponential profile, imbalance ratio 100 (10,847 train images), 200 epochs.
 NUM_CLASSES, IMG_MAX, RATIO, IMAGE_SIZE, PAD, EPOCHS = 100, 500, 100.0, 32, 4, 200
@@ -181,12 +182,6 @@ def cmo_loss(logits: torch.Tensor, y_a: torch.Tensor, y_b: torch.Tensor, lam: to
 def _sync(dev: torch.device) -> None:
     if dev.type == "cuda":
         torch.cuda.synchronize(dev)
-
-
-def _device_name(dev: torch.device) -> str:
-    if dev.type == "cuda":
-        return torch.cuda.get_device_name(dev)
-    return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
 
 def make_sgd(params: Iterable[nn.Parameter], dev: torch.device, prefer_fused: bool = True,
@@ -596,7 +591,7 @@ def run_bench(device: str = "cpu", ks: Sequence[int] = (1, 4, 8, 16), steps: int
 
     b1, bk = best("fast"), best("packed")
     result: dict[str, Any] = {
-        "device": str(dev), "device_name": _device_name(dev), "torch": torch.__version__, "cuda": torch.version.cuda,
+        "device": str(dev), "device_name": device_name(dev), "torch": torch.__version__, "cuda": torch.version.cuda,
         "cudnn": torch.backends.cudnn.version() if cuda else None, "python": platform.python_version(),
         "settings": {"batch_size": cfg.batch_size, "steps": cfg.steps, "warmup": cfg.warmup, "workers": cfg.workers,
                      "amp": cfg.amp, "channels_last": cfg.channels_last, "graph": graph, "ks": list(ks),

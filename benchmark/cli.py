@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from benchmark.config import SuiteError, list_suite_names, load_suite, parse_set, plan
+from benchmark.config import REPO_ROOT, SuiteError, list_suite_names, load_suite, parse_set, plan
 from benchmark.registry import UnknownComponentError
 
 app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, add_completion=False,
@@ -26,7 +26,6 @@ app.add_typer(data_app, name="data")
 console = Console()
 err = Console(stderr=True)
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 SuiteArg = Annotated[str, typer.Argument(help="Suite name (in suites/) or path to a suite YAML.")]
 ResultsOpt = Annotated[Path, typer.Option("--results-dir", help="Where result records live.")]
 SetOpt = Annotated[list[str] | None, typer.Option("--set", help="Override a setting: key=value (repeatable).")]

@@ -13,7 +13,8 @@ from pydantic import Field, ValidationError, field_validator
 
 from benchmark.settings import RunSettings, Strict
 
-SUITES_DIR = Path(__file__).resolve().parent.parent / "suites"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SUITES_DIR = REPO_ROOT / "suites"
 
 # Overrides applied by --smoke: a handful of batches, a trimmed test set, the mixer active in every epoch.
 SMOKE_OVERRIDES: dict[str, Any] = {

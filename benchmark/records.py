@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import subprocess
@@ -109,6 +108,3 @@ def git_state() -> dict[str, Any]:
         return {"git_commit": None, "git_dirty": None}
     return {"git_commit": sha or None, "git_dirty": dirty if sha else None}
 
-
-def dump_json(obj: Any) -> str:
-    return json.dumps(obj, indent=1, sort_keys=True)

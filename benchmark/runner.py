@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmark.config import RunSpec, SuiteError, SuiteSpec, plan, slug
+from benchmark.config import REPO_ROOT, RunSpec, SuiteError, SuiteSpec, plan, slug
 from benchmark.data.base import DataError, LTData, datasets
 from benchmark.data.profile import shot_groups
 from benchmark.distributed import rank_world
@@ -22,8 +22,6 @@ from benchmark.records import RunRecord, environment, read_record, record_path, 
 from benchmark.registry import UnknownComponentError
 from benchmark.settings import DataSettings, RunSettings
 from benchmark.tracking import Tracker, make_tracker
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 @dataclass

@@ -14,7 +14,7 @@ from benchmark.data.profile import shot_groups
 from benchmark.data.samplers import SamplerContext, samplers
 from benchmark.methods.las import LabelAwareSmoothing
 from benchmark.settings import RunSettings
-from benchmark.train import FitResult, _device_name, evaluate, make_source, resolve_device
+from benchmark.train import FitResult, device_name, evaluate, make_source, resolve_device
 
 
 class LogitScale(nn.Module):
@@ -83,6 +83,6 @@ def finetune(s: RunSettings, data: Any, model: nn.Module,
         if on_epoch is not None:
             on_epoch(row)
     return FitResult(last=metrics, best=best, best_epoch=best_epoch, per_class_last=pc, per_class_best=pc_best,
-                     curve=curve, wall_time_s=time.time() - t0, device=_device_name(device),
+                     curve=curve, wall_time_s=time.time() - t0, device=device_name(device),
                      num_params=sum(q.numel() for q in wrapped.parameters()), class_counts=counts,
                      groups=groups.sizes(), model=wrapped)

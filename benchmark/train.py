@@ -248,7 +248,7 @@ def fit(s: RunSettings, data: LTData, on_epoch: Callable[[dict[str, Any]], None]
     return FitResult(
         last={**st.last, **timing}, best={**st.best, **timing}, best_epoch=st.best_epoch,
         per_class_last=st.pc_last, per_class_best=st.pc_best,
-        curve=st.curve, wall_time_s=time.time() - t0, device=_device_name(device),
+        curve=st.curve, wall_time_s=time.time() - t0, device=device_name(device),
         num_params=sum(q.numel() for q in p.model.parameters()), class_counts=data.class_counts,
         groups=p.groups.sizes(), model=model,
     )
@@ -264,7 +264,8 @@ def time_per_batch(curve: list[dict[str, Any]], s: RunSettings) -> float:
     return sum(r["train/time_per_batch_s"] for r in rows) / len(rows)
 
 
-def _device_name(device: torch.device) -> str:
+def device_name(device: torch.device) -> str:
+    """The GPU's name, or the CPU and its thread count (stored in records and bench results)."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     import platform
