@@ -29,6 +29,12 @@ class TrainState:
     pc_last: list[float] = field(default_factory=list)
     curve: list[dict[str, Any]] = field(default_factory=list)
 
+    def record(self, epoch: int, metrics: dict[str, Any], per_class: list[float]) -> None:
+        """Note an evaluated epoch: last always, best when top-1 is strictly better (the reference's rule)."""
+        if metrics["acc/all"] > self.best["acc/all"]:
+            self.best, self.best_epoch, self.pc_best = dict(metrics), epoch, per_class
+        self.last, self.pc_last = metrics, per_class
+
 
 def save_checkpoint(path: Path, run_id: str, st: TrainState, parts: Any, gen: torch.Generator,
                     rng: np.random.Generator) -> None:

@@ -10,11 +10,12 @@ from typing import Any
 import torch
 from torch import nn
 
+from benchmark.checkpoint import TrainState
 from benchmark.data.profile import shot_groups
 from benchmark.data.samplers import SamplerContext, samplers
 from benchmark.methods.las import LabelAwareSmoothing
 from benchmark.settings import RunSettings
-from benchmark.train import FitResult, device_name, evaluate, make_source, resolve_device
+from benchmark.train import FitResult, device_name, evaluate, make_source, resolve_device, steps_per_epoch
 
 
 class LogitScale(nn.Module):
@@ -56,9 +57,8 @@ def finetune(s: RunSettings, data: Any, model: nn.Module,
     crit = LabelAwareSmoothing(counts, st2.eps_head, st2.eps_tail).to(device)
     sampler = samplers.get(st2.sampler)(SamplerContext(source.labels, counts))
     n, bs = len(source.labels), st2.batch_size
-    steps = math.ceil(n / bs) if s.train.steps_per_epoch is None else min(math.ceil(n / bs), s.train.steps_per_epoch)
-    best: dict[str, Any] = {"acc/all": -1.0}
-    best_epoch, pc_best, curve = -1, [], []
+    steps = steps_per_epoch(n, bs, s.train.steps_per_epoch)
+    st = TrainState()
     wrapped.train()
     for epoch in range(st2.epochs):
         te = time.time()
@@ -75,14 +75,14 @@ def finetune(s: RunSettings, data: Any, model: nn.Module,
             loss_sum += loss.detach() * len(y)
             seen += len(y)
         metrics, pc = evaluate(wrapped, source, data.num_classes, groups)
-        if metrics["acc/all"] > best["acc/all"]:
-            best, best_epoch, pc_best = dict(metrics), epoch, pc
+        st.record(epoch, metrics, pc)
         row = {"epoch": epoch, "stage": 2, "lr": lr, "train/loss": (loss_sum / seen).item(),
                **{f"test/{k}": v for k, v in metrics.items()}, "epoch_time_s": time.time() - te}
-        curve.append(row)
+        st.curve.append(row)
         if on_epoch is not None:
             on_epoch(row)
-    return FitResult(last=metrics, best=best, best_epoch=best_epoch, per_class_last=pc, per_class_best=pc_best,
-                     curve=curve, wall_time_s=time.time() - t0, device=device_name(device),
+    return FitResult(last=st.last, best=st.best, best_epoch=st.best_epoch, per_class_last=st.pc_last,
+                     per_class_best=st.pc_best, curve=st.curve, wall_time_s=time.time() - t0,
+                     device=device_name(device),
                      num_params=sum(q.numel() for q in wrapped.parameters()), class_counts=counts,
                      groups=groups.sizes(), model=wrapped)

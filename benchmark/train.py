@@ -174,7 +174,7 @@ def fit(s: RunSettings, data: LTData, on_epoch: Callable[[dict[str, Any]], None]
     source = make_source(s, data, device)
     p = build_parts(s, data, source.labels, device, reweight_epoch_of(s, data))
     epochs, bs, n = s.train.epochs, s.train.batch_size, len(source.labels)
-    steps = math.ceil(n / bs) if s.train.steps_per_epoch is None else min(math.ceil(n / bs), s.train.steps_per_epoch)
+    steps = steps_per_epoch(n, bs, s.train.steps_per_epoch)
     minority = torch.ones(data.num_classes, dtype=torch.bool, device=device)
     minority[list(p.groups.many)] = False
     mix_ctx = MixContext(s.mixer.alpha, torch.tensor(data.class_counts, device=device), minority, data.mean, data.std)
@@ -230,9 +230,7 @@ def fit(s: RunSettings, data: LTData, on_epoch: Callable[[dict[str, Any]], None]
         if not math.isfinite(train_loss):
             raise NonFiniteLossError(f"non-finite training loss at epoch {epoch}")
         metrics, pc = evaluate(p.model, source, data.num_classes, p.groups)
-        if metrics["acc/all"] > st.best["acc/all"]:  # strictly better, as the reference's best checkpoint
-            st.best, st.best_epoch, st.pc_best = dict(metrics), epoch, pc
-        st.last, st.pc_last = metrics, pc
+        st.record(epoch, metrics, pc)
         row = {"epoch": epoch, "lr": lr, "train/loss": train_loss, "train/acc": 100.0 * correct.item() / seen,
                "train/mixed_frac": mixed / steps, "mixer_active": active,
                **{f"test/{k}": v for k, v in metrics.items()}, "train/time_per_batch_s": train_s / steps,
@@ -252,6 +250,12 @@ def fit(s: RunSettings, data: LTData, on_epoch: Callable[[dict[str, Any]], None]
         num_params=sum(q.numel() for q in p.model.parameters()), class_counts=data.class_counts,
         groups=p.groups.sizes(), model=model,
     )
+
+
+def steps_per_epoch(n: int, batch_size: int, cap: int | None) -> int:
+    """ceil(n / batch) batches (the last one short, as drop_last=False), capped for smoke runs."""
+    steps = math.ceil(n / batch_size)
+    return steps if cap is None else min(steps, cap)
 
 
 def time_per_batch(curve: list[dict[str, Any]], s: RunSettings) -> float:
