@@ -124,7 +124,7 @@ def load_dataset(d: DataSettings) -> LTData:
     return datasets.get(d.name).build(**dataset_options(d))
 
 
-def _load_cached(d: DataSettings, cache: dict[str, LTData]) -> LTData:
+def load_cached(d: DataSettings, cache: dict[str, LTData]) -> LTData:
     key = d.model_dump_json()
     if key not in cache:
         cache.clear()  # one dataset in memory at a time
@@ -169,6 +169,28 @@ def choices_for(s: RunSettings, data: Any) -> dict[str, str]:
     return out
 
 
+def record_base(r: RunSpec, data: LTData) -> dict[str, Any]:
+    """The record fields known before training."""
+    return dict(run_id=r.run_id, config_hash=r.config_hash, suite=r.suite, suite_version=r.suite_version,
+                row=r.row, column=r.column, seed=r.seed, smoke=r.smoke, settings=r.settings.model_dump(mode="json"),
+                choices=choices_for(r.settings, data), environment=environment())
+
+
+def start_tracking(r: RunSpec, tracker: Tracker,
+                   on_epoch: Callable[[dict[str, Any]], None] | None) -> Callable[[dict[str, Any]], None]:
+    """Open the run's tracker; returns the per-epoch hook that logs there and to `on_epoch`."""
+    meta = {"suite": r.suite, "job_type": slug(r.row)[:60], "run_id": r.run_id, "row": r.row, "column": r.column,
+            "suite_version": r.suite_version,
+            "name": f"{r.row}" + (f" [{r.column}]" if r.column else "") + f" s{r.seed}"}
+    tracker.start(meta, r.settings.model_dump(mode="json"), tags_for(r))
+
+    def hook(row: dict[str, Any]) -> None:
+        tracker.log_epoch(row)
+        if on_epoch:
+            on_epoch(row)
+    return hook
+
+
 def execute(r: RunSpec, data: LTData, tracker: Tracker, on_epoch: Callable[[dict[str, Any]], None] | None,
             path: Path) -> RunRecord:
     """Train one run and build its record; an exception becomes a failed record.
@@ -179,19 +201,8 @@ def execute(r: RunSpec, data: LTData, tracker: Tracker, on_epoch: Callable[[dict
     from benchmark.checkpoint import CheckpointError
     from benchmark.train import Preempted, fit
 
-    base = dict(run_id=r.run_id, config_hash=r.config_hash, suite=r.suite, suite_version=r.suite_version,
-                row=r.row, column=r.column, seed=r.seed, smoke=r.smoke, settings=r.settings.model_dump(mode="json"),
-                choices=choices_for(r.settings, data), environment=environment())
-    meta = {"suite": r.suite, "job_type": slug(r.row)[:60], "run_id": r.run_id, "row": r.row, "column": r.column,
-            "suite_version": r.suite_version,
-            "name": f"{r.row}" + (f" [{r.column}]" if r.column else "") + f" s{r.seed}"}
-    tracker.start(meta, r.settings.model_dump(mode="json"), tags_for(r))
-
-    def hook(row: dict[str, Any]) -> None:
-        tracker.log_epoch(row)
-        if on_epoch:
-            on_epoch(row)
-
+    base = record_base(r, data)
+    hook = start_tracking(r, tracker, on_epoch)
     stage1 = None
     try:
         if r.settings.stage2 is None:
@@ -206,10 +217,22 @@ def execute(r: RunSpec, data: LTData, tracker: Tracker, on_epoch: Callable[[dict
         tracker.finish({"status": "preempted"}, None, failed=True)
         raise  # not a result: the run resumes (pre-emption) or the user fixes the input (foreign checkpoint)
     except Exception as e:
-        tb = traceback.format_exc().strip().splitlines()
-        tracker.finish({"status": "failed"}, None, failed=True)
-        return RunRecord(status="failed", error=f"{type(e).__name__}: {e}\n" + "\n".join(tb[-12:]),
-                         tracker=tracker.info(), **base)
+        return failed_record(base, tracker, e)
+    return done_record(base, r, data, tracker, res, stage1)
+
+
+def failed_record(base: dict[str, Any], tracker: Tracker, e: BaseException) -> RunRecord:
+    """Close the tracker as failed; the record keeps the exception and the traceback's last lines."""
+    tb = traceback.format_exception(e)
+    tb_lines = "".join(tb).strip().splitlines()
+    tracker.finish({"status": "failed"}, None, failed=True)
+    return RunRecord(status="failed", error=f"{type(e).__name__}: {e}\n" + "\n".join(tb_lines[-12:]),
+                     tracker=tracker.info(), **base)
+
+
+def done_record(base: dict[str, Any], r: RunSpec, data: LTData, tracker: Tracker, res: Any,
+                stage1: dict[str, Any] | None) -> RunRecord:
+    """Log the run's summary and per-class table, close the tracker, and build the finished record."""
     summary = {**{f"last/{k}": v for k, v in res.last.items()}, **{f"best/{k}": v for k, v in res.best.items()},
                "best_epoch": res.best_epoch, "status": "done"}
     names = data.class_names or [str(k) for k in range(data.num_classes)]
@@ -220,6 +243,7 @@ def execute(r: RunSpec, data: LTData, tracker: Tracker, on_epoch: Callable[[dict
                  "acc_best": res.per_class_best}
     tracker.finish(summary, per_class, failed=False)
     base["environment"]["device"] = res.device
+    base["environment"]["execution"] = res.execution
     return RunRecord(status="done", stage1=stage1, metrics={"last": res.last, "best": res.best},
                      best_epoch=res.best_epoch,
                      per_class={"last": res.per_class_last, "best": res.per_class_best},
@@ -320,7 +344,7 @@ def run_job(job: RunJob, progress: Any = None, index: int = 0, total: int = 1,
 
     r, path = job.run, job.path
     try:  # before anything is created: missing files must leave no trace
-        data = _load_cached(r.settings.data, cache if cache is not None else {})
+        data = load_cached(r.settings.data, cache if cache is not None else {})
     except DataError as e:
         raise SuiteError(str(e)) from None
     rank, world = rank_world()
@@ -336,7 +360,7 @@ def run_job(job: RunJob, progress: Any = None, index: int = 0, total: int = 1,
         lock.acquire()
     except Timeout:
         return RunOutcome(r, "running elsewhere", path)
-    previous = _stop_on_sigterm()
+    previous = stop_on_sigterm()
     try:
         go, status = should_run(path, job.retry_failed, job.force)
         if not go:
@@ -358,7 +382,7 @@ def run_job(job: RunJob, progress: Any = None, index: int = 0, total: int = 1,
             signal.signal(signal.SIGTERM, previous)
 
 
-def _stop_on_sigterm() -> Any:
+def stop_on_sigterm() -> Any:
     """SIGTERM asks the loop to stop at the next step (main thread only); returns the previous handler."""
     if threading.current_thread() is not threading.main_thread():
         return None

@@ -86,6 +86,10 @@ class TrainSettings(Strict):
     workers: int = Field(4, ge=0, description="DataLoader workers (reference pipeline and file datasets)")
     steps_per_epoch: int | None = Field(None, gt=0, description="cap on batches per epoch (smoke runs)")
     device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto", description="forward under bf16 autocast (losses and weights fp32); auto: bf16 on CUDA, fp32 on CPU")
+    channels_last: bool | None = Field(None, description="NHWC model and inputs; None: on CUDA")
+    cuda_graph: bool | None = Field(None, description="replay forward + backward from a CUDA graph; None: on CUDA")
 
 
 class Stage2Settings(Strict):
@@ -145,7 +149,10 @@ class RunSettings(Strict):
         return _digest(self.identity())
 
 
-_NOT_IDENTITY: dict[str, Any] = {"data": {"root", "download"}, "train": {"device", "workers"}}
+# How a run executes (where, in which precision and memory layout, graphed or not) is recorded with the run, not
+# part of its id: the same experiment on a CPU, an fp32 GPU or a bf16 graphed GPU is one run.
+_NOT_IDENTITY: dict[str, Any] = {"data": {"root", "download"},
+                                 "train": {"device", "workers", "precision", "channels_last", "cuda_graph"}}
 
 
 def _digest(obj: Any) -> str:

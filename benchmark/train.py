@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import threading
 import time
@@ -27,6 +28,7 @@ from benchmark.methods.rules import Rule, RuleContext, rules
 from benchmark.methods.schedules import schedules
 from benchmark.metrics import summarize
 from benchmark.settings import RunSettings
+from benchmark.step import Execution, TrainStep, autocast_of, make_sgd, resolve_execution
 
 Source = TensorSource | LoaderSource
 
@@ -47,6 +49,14 @@ def request_stop() -> None:
     _STOP.set()
 
 
+def stop_requested() -> bool:
+    """True once after request_stop(): the loop that asks raises Preempted."""
+    if _STOP.is_set():
+        _STOP.clear()
+        return True
+    return False
+
+
 @dataclass
 class FitResult:
     """What a finished run reports: last- and best-epoch metrics, per-class accuracy and the curve."""
@@ -62,6 +72,7 @@ class FitResult:
     num_params: int
     class_counts: list[int]
     groups: dict[str, int] = field(default_factory=dict)
+    execution: dict[str, Any] = field(default_factory=dict)  # precision, layout, CUDA graph, optimiser actually used
     model: nn.Module | None = None  # the trained model (the runner keeps its weights for second stages)
 
 
@@ -101,14 +112,17 @@ def build_model(s: RunSettings, num_classes: int) -> nn.Module:
 
 
 def build_parts(s: RunSettings, data: LTData, labels: torch.Tensor, device: torch.device,
-                reweight_epoch: int) -> Parts:
+                reweight_epoch: int, ex: Execution | None = None) -> Parts:
     """Compose model, optimiser, schedule, loss, rule, mixer and samplers from the registries."""
     counts = data.class_counts
     loss_def = losses.get(s.method.loss)
+    ex = ex or resolve_execution("fp32", False, False, torch.device("cpu"))
     model = build_model(s, data.num_classes).to(device)
+    if ex.channels_last:
+        model = model.to(memory_format=torch.channels_last)
     # Weight decay on every parameter, BN and biases included; plain momentum (no Nesterov) by default.
-    optimizer = torch.optim.SGD(model.parameters(), lr=s.train.lr, momentum=s.train.momentum,
-                                weight_decay=s.train.weight_decay, nesterov=s.train.nesterov)
+    optimizer = make_sgd(model.parameters(), ex, s.train.lr, s.train.momentum, s.train.weight_decay,
+                         s.train.nesterov)
     lr_factor = schedules.get(s.train.schedule)(epochs=s.train.epochs, warmup_epochs=s.train.warmup_epochs,
                                                 milestones=s.train.milestones, gamma=s.train.gamma)
     mixer = mixers.get(s.method.mixer)
@@ -128,13 +142,17 @@ def build_parts(s: RunSettings, data: LTData, labels: torch.Tensor, device: torc
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, source: Source, num_classes: int,
-             groups: ShotGroups) -> tuple[dict[str, float | None], list[float]]:
-    """Top-1, many/medium/few and per-class accuracy on the (balanced) test split."""
+def evaluate(model: nn.Module, source: Source, num_classes: int, groups: ShotGroups,
+             ex: Execution | None = None) -> tuple[dict[str, float | None], list[float]]:
+    """Top-1, many/medium/few and per-class accuracy on the (balanced) test split (in the run's precision)."""
     model.eval()
     preds, targets = [], []
+    autocast = autocast_of(ex, source.labels.device) if ex is not None else contextlib.nullcontext
     for x, y in source.test_batches():
-        preds.append(logits_of(model(x)).argmax(1))
+        if ex is not None and ex.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with autocast():
+            preds.append(logits_of(model(x)).argmax(1))
         targets.append(y)
     model.train()
     return summarize(torch.cat(preds), torch.cat(targets), num_classes, groups)
@@ -172,7 +190,11 @@ def fit(s: RunSettings, data: LTData, on_epoch: Callable[[dict[str, Any]], None]
     rng = np.random.default_rng(s.seed)
     data = data.limit_test(s.eval.test_limit_per_class)
     source = make_source(s, data, device)
-    p = build_parts(s, data, source.labels, device, reweight_epoch_of(s, data))
+    ex = resolve_execution(s.train.precision, s.train.channels_last, s.train.cuda_graph, device, world)
+    p = build_parts(s, data, source.labels, device, reweight_epoch_of(s, data), ex)
+    if hasattr(p.criterion, "set_epoch"):  # per-epoch Python state cannot live in a captured graph
+        ex = resolve_execution(s.train.precision, s.train.channels_last, s.train.cuda_graph, device, world,
+                               graph_safe=False)
     epochs, bs, n = s.train.epochs, s.train.batch_size, len(source.labels)
     steps = steps_per_epoch(n, bs, s.train.steps_per_epoch)
     minority = torch.ones(data.num_classes, dtype=torch.bool, device=device)
@@ -186,6 +208,12 @@ def fit(s: RunSettings, data: LTData, on_epoch: Callable[[dict[str, Any]], None]
         from torch.nn.parallel import DistributedDataParallel
 
         p.model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+    def loss_fn(out: Any, y_a: torch.Tensor, y_b: torch.Tensor | None, lam: Any,
+                w: torch.Tensor | None) -> torch.Tensor:
+        return p.criterion(out, y_a, w) if y_b is None else mixed_loss(p.criterion, out, y_a, y_b, lam, w)
+
+    step = TrainStep(p.model, loss_fn, p.optimizer, ex, device, data.num_classes)
 
     for epoch in range(st.epoch, epochs):
         te = time.time()
@@ -204,8 +232,7 @@ def fit(s: RunSettings, data: LTData, on_epoch: Callable[[dict[str, Any]], None]
         correct = torch.zeros((), device=device)
         seen, mixed = 0, 0
         for batch in source.batches(p.background.epoch(gen), bs, steps, aug_gen, shard):
-            if _STOP.is_set():
-                _STOP.clear()
+            if stop_requested():
                 raise Preempted(f"stopped during epoch {epoch}; {epoch} epochs are checkpointed")
             x, y = batch()
             fg_batch = next(fg_batches) if fg_batches is not None else None  # read every step, as the reference
@@ -213,23 +240,18 @@ def fit(s: RunSettings, data: LTData, on_epoch: Callable[[dict[str, Any]], None]
             if (fg_batch is not None or self_mix) and p.mixer.op is not None and coin < s.mixer.prob:
                 xf, yf = fg_batch() if fg_batch is not None else (x, y)
                 m = p.mixer.op(x, y, xf[: len(y)], yf[: len(y)], rng, mix_ctx)
-                out = p.model(m.x)
-                loss = mixed_loss(p.criterion, out, m.y_a, m.y_b, m.lam, class_weight)
+                out, loss = step(m.x, m.y_a, m.y_b, m.lam, class_weight)
                 mixed += 1
             else:
-                out = p.model(x)
-                loss = p.criterion(out, y, class_weight)
-            p.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            p.optimizer.step()
-            loss_sum += loss.detach() * len(y)
+                out, loss = step(x, y, None, None, class_weight)
+            loss_sum += loss * len(y)
             correct += (logits_of(out).detach()[: len(y)].argmax(1) == y).sum()  # vs the background labels
             seen += len(y)
         train_loss = distributed.mean((loss_sum / seen).item(), device)  # the epoch's one host sync
         train_s = time.time() - te
         if not math.isfinite(train_loss):
             raise NonFiniteLossError(f"non-finite training loss at epoch {epoch}")
-        metrics, pc = evaluate(p.model, source, data.num_classes, p.groups)
+        metrics, pc = evaluate(p.model, source, data.num_classes, p.groups, ex)
         st.record(epoch, metrics, pc)
         row = {"epoch": epoch, "lr": lr, "train/loss": train_loss, "train/acc": 100.0 * correct.item() / seen,
                "train/mixed_frac": mixed / steps, "mixer_active": active,
@@ -248,7 +270,7 @@ def fit(s: RunSettings, data: LTData, on_epoch: Callable[[dict[str, Any]], None]
         per_class_last=st.pc_last, per_class_best=st.pc_best,
         curve=st.curve, wall_time_s=time.time() - t0, device=device_name(device),
         num_params=sum(q.numel() for q in p.model.parameters()), class_counts=data.class_counts,
-        groups=p.groups.sizes(), model=model,
+        groups=p.groups.sizes(), model=model, execution=step.info(),
     )
 
 

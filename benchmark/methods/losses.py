@@ -63,8 +63,8 @@ losses.register("ce", "cross-entropy (class-weighted when a rule such as DRW giv
 def mixed_loss(criterion: nn.Module, out: Any, y_a: torch.Tensor, y_b: torch.Tensor, lam: float | torch.Tensor,
                class_weight: torch.Tensor | None) -> torch.Tensor:
     """lam * L(y_a) + (1 - lam) * L(y_b): two mean-reduced terms (CMO's form) for a scalar lam, the batch mean
-    of per-sample mixtures for a per-sample lam (Remix)."""
-    if not isinstance(lam, torch.Tensor):
+    of per-sample mixtures for a per-sample lam (Remix). A 0-dim tensor lam is a scalar (CUDA-graph inputs)."""
+    if not isinstance(lam, torch.Tensor) or lam.dim() == 0:
         return lam * criterion(out, y_a, class_weight) + (1 - lam) * criterion(out, y_b, class_weight)
     per = lam * criterion(out, y_a, class_weight, "none") + (1 - lam) * criterion(out, y_b, class_weight, "none")
     return per.mean()
