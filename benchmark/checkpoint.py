@@ -75,3 +75,13 @@ def load_checkpoint(path: Path, run_id: str, parts: Any, gen: torch.Generator, r
     torch.set_rng_state(payload["torch_rng"])
     rng.bit_generator.state = json.loads(payload["numpy_rng"])
     return TrainState(**json.loads(payload["state"]))
+
+
+def checkpoint_epoch(path: Path) -> int:
+    """The next epoch a run resumes at from this checkpoint (0 without one or when unreadable)."""
+    if not path.is_file():
+        return 0
+    try:
+        return int(json.loads(torch.load(path, map_location="cpu", weights_only=True)["state"])["epoch"])
+    except Exception:  # an unreadable checkpoint fails loudly when its run loads it
+        return 0

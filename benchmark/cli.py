@@ -129,7 +129,10 @@ def run_suite_cmd(
                                                              "slot) or slurm (submitit job array).")] = "inline",
     gpus: Annotated[int | None, typer.Option("--gpus", help="local: GPU slots to use (default: all visible; "
                                                             "on a CPU machine, fake slots).")] = None,
-    runs_per_gpu: Annotated[int, typer.Option("--runs-per-gpu", help="local: runs sharing one GPU.")] = 1,
+    runs_per_gpu: Annotated[int | None, typer.Option(
+        "--runs-per-gpu", help="inline / local: runs sharing one GPU. CIFAR ResNet runs that differ only in seed "
+                               "train as one packed network (default 8 per pack on CUDA); others in K processes "
+                               "(local). 1 turns packing off.")] = None,
     slurm_profile: Annotated[Path | None, typer.Option("--slurm-profile", help="slurm: YAML with partition, "
                                                        "account, time_min, gpus_per_run, cpus_per_task, ...")] = None,
     partition: Annotated[str | None, typer.Option("--partition", help="slurm: partition.")] = None,
@@ -175,15 +178,17 @@ def run_suite_cmd(
         raise typer.Exit(1)
 
 
-def make_executor(kind: str, gpus: int | None, runs_per_gpu: int, profile: Path | None, partition: str | None,
+def make_executor(kind: str, gpus: int | None, runs_per_gpu: int | None, profile: Path | None, partition: str | None,
                   account: str | None, time_min: int | None, gpus_per_run: int | None, cluster: str | None,
                   wait: bool, folder: Path) -> object:
     from benchmark.executors import InlineExecutor, LocalExecutor, SlurmConfig, SlurmExecutor
 
+    if runs_per_gpu is not None and runs_per_gpu < 1:
+        raise SuiteError("--runs-per-gpu must be >= 1")
     if kind == "inline":
-        return InlineExecutor()
+        return InlineExecutor(runs_per_gpu)
     if kind == "local":
-        if runs_per_gpu < 1 or (gpus is not None and gpus < 1) or (gpus_per_run or 1) < 1:
+        if (gpus is not None and gpus < 1) or (gpus_per_run or 1) < 1:
             raise SuiteError("--gpus, --runs-per-gpu and --gpus-per-run must be >= 1")
         return LocalExecutor(gpus, runs_per_gpu, gpus_per_run or 1)
     if kind == "slurm":

@@ -14,16 +14,26 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from benchmark.packing import auto_pack_size, group_jobs, run_unit
 from benchmark.records import read_record
 from benchmark.runner import RunJob, RunOutcome, run_job
 
 
 class InlineExecutor:
-    """Runs jobs one after another in this process (tests, debugging, a single GPU)."""
+    """Runs jobs one after another in this process (tests, debugging, a single GPU).
+
+    Runs that can share a packed network train `pack` at a time (None: 8 on CUDA, none on the CPU).
+    """
+
+    def __init__(self, pack: int | None = None) -> None:
+        self.pack = pack
 
     def run(self, jobs: list[RunJob], progress: Any = None) -> list[RunOutcome]:
         cache: dict[str, Any] = {}
-        return [run_job(j, progress, i, len(jobs), cache) for i, j in enumerate(jobs)]
+        outs: list[RunOutcome] = []
+        for unit in group_jobs(jobs, auto_pack_size(jobs, self.pack)):
+            outs += run_unit(unit, progress, len(outs), len(jobs), cache)
+        return outs
 
 
 def detect_gpus() -> int:
@@ -36,49 +46,66 @@ def detect_gpus() -> int:
 
 
 class LocalExecutor:
-    """A pool of slots: every visible GPU runs `runs_per_gpu` runs at once, each in its own process with
-    CUDA_VISIBLE_DEVICES set. `gpus` overrides detection (on a CPU machine it creates fake slots)."""
+    """A pool of GPU slots, one process per unit of work with CUDA_VISIBLE_DEVICES set.
 
-    def __init__(self, gpus: int | None = None, runs_per_gpu: int = 1, gpus_per_run: int = 1) -> None:
+    Runs that can be packed (CIFAR ResNets differing only in seed) train as one packed process per GPU,
+    `runs_per_gpu` runs per pack (None: 8 on CUDA); other runs take one of the GPU's `runs_per_gpu` slots each.
+    `gpus` overrides detection (on a CPU machine it creates fake slots).
+    """
+
+    def __init__(self, gpus: int | None = None, runs_per_gpu: int | None = None, gpus_per_run: int = 1) -> None:
         self.gpus = gpus if gpus is not None else max(detect_gpus(), 1)
         self.runs_per_gpu, self.gpus_per_run = runs_per_gpu, gpus_per_run
         if gpus_per_run > 1:  # a slot is a group of GPUs running one multi-process (torchrun) run
             groups = [",".join(str(g) for g in range(i, i + gpus_per_run))
                       for i in range(0, self.gpus - gpus_per_run + 1, gpus_per_run)]
-            if not groups or runs_per_gpu != 1:
+            if not groups or (runs_per_gpu or 1) != 1:
                 from benchmark.config import SuiteError
 
                 raise SuiteError(f"--gpus-per-run {gpus_per_run} needs at least that many GPUs and --runs-per-gpu 1")
-            self.slots = groups
+            self.devices = groups
         else:
-            self.slots = [str(g) for g in range(self.gpus) for _ in range(runs_per_gpu)]
+            self.devices = [str(g) for g in range(self.gpus)]
+        self.capacity = runs_per_gpu or 1  # slots per device
+
+    @property
+    def slots(self) -> list[str]:
+        return [d for d in self.devices for _ in range(self.capacity)]
 
     def run(self, jobs: list[RunJob], progress: Any = None) -> list[RunOutcome]:
-        free = list(self.slots)
-        lock = threading.Lock()
+        k = 1 if self.gpus_per_run > 1 else auto_pack_size(jobs, self.runs_per_gpu)
+        units = group_jobs(jobs, k)
+        free = dict.fromkeys(self.devices, self.capacity)
+        cond = threading.Condition()
         console = getattr(progress, "console", None)
 
-        def one(i_job: tuple[int, RunJob]) -> RunOutcome:
-            i, job = i_job
-            with lock:
-                gpu = free.pop(0)
+        def one(i_unit: tuple[int, list[RunJob]]) -> list[RunOutcome]:
+            i, unit = i_unit
+            need = self.capacity if len(unit) > 1 else 1  # a pack has its GPU to itself
+            with cond:
+                cond.wait_for(lambda: any(v >= need for v in free.values()))
+                gpu = next(g for g, v in free.items() if v >= need)
+                free[gpu] -= need
             try:
                 if console is not None:
-                    console.print(f"[{i + 1}/{len(jobs)}] {job.run.run_id} -> slot GPU {gpu}", highlight=False)
-                return run_in_subprocess(job, {"CUDA_VISIBLE_DEVICES": gpu}, self.gpus_per_run)
+                    ids = ", ".join(j.run.run_id for j in unit)
+                    console.print(f"[{i + 1}/{len(units)}] {ids} -> GPU {gpu}", highlight=False)
+                return run_in_subprocess(unit, {"CUDA_VISIBLE_DEVICES": gpu}, self.gpus_per_run)
             finally:
-                with lock:
-                    free.append(gpu)
+                with cond:
+                    free[gpu] += need
+                    cond.notify_all()
 
         with ThreadPoolExecutor(max_workers=len(self.slots)) as pool:
-            return list(pool.map(one, enumerate(jobs)))
+            return [o for outs in pool.map(one, enumerate(units)) for o in outs]
 
 
-def run_in_subprocess(job: RunJob, env: dict[str, str], nproc: int = 1) -> RunOutcome:
-    """`python -m benchmark.worker JOB.json` with extra environment (under torchrun with `nproc` processes for a
-    multi-GPU run); the outcome is read from what the worker prints."""
+def run_in_subprocess(unit: RunJob | list[RunJob], env: dict[str, str], nproc: int = 1) -> list[RunOutcome]:
+    """`python -m benchmark.worker JOBS.json` (one run or a pack) with extra environment (under torchrun with
+    `nproc` processes for a multi-GPU run); outcomes are read from what the worker prints."""
+    jobs = unit if isinstance(unit, list) else [unit]
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
-        f.write(job.to_json())
+        f.write("[" + ",".join(j.to_json() for j in jobs) + "]")
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"] \
         if nproc > 1 else [sys.executable]
     try:
@@ -86,21 +113,27 @@ def run_in_subprocess(job: RunJob, env: dict[str, str], nproc: int = 1) -> RunOu
                               capture_output=True, text=True)
     finally:
         Path(f.name).unlink(missing_ok=True)
-    result = _last_json(proc.stdout)
-    if result is not None:
-        return RunOutcome(job.run, result["status"], job.path, result.get("acc"), result.get("error"))
+    results = _outcome_lines(proc.stdout)
     tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-5:])
-    return RunOutcome(job.run, "failed", job.path, error=f"worker exited with {proc.returncode}: {tail}")
+    outs = []
+    for job in jobs:
+        r = results.get(job.run.run_id)
+        outs.append(RunOutcome(job.run, r["status"], job.path, r.get("acc"), r.get("error")) if r is not None else
+                    RunOutcome(job.run, "failed", job.path, error=f"worker exited with {proc.returncode}: {tail}"))
+    return outs
 
 
-def _last_json(text: str) -> dict[str, Any] | None:
-    for line in reversed(text.strip().splitlines()):
-        if line.startswith('{"status"') and '"rank' not in line:  # rank 0's outcome
+def _outcome_lines(text: str) -> dict[str, dict[str, Any]]:
+    """Rank 0's outcome lines ({"status": ..., "run_id": ...}) by run id."""
+    out: dict[str, dict[str, Any]] = {}
+    for line in text.strip().splitlines():
+        if line.startswith('{"status"') and '"rank' not in line:
             try:
-                return json.loads(line)
+                d = json.loads(line)
             except ValueError:
-                return None
-    return None
+                continue
+            out[d.get("run_id", "")] = d
+    return out
 
 
 # ---------------------------------------------------------------------------------------------------- Slurm

@@ -1,4 +1,4 @@
-"""Entry point of one run in its own process (local executor): `python -m benchmark.worker JOB.json`."""
+"""Entry point of one unit of work in its own process (local executor): `python -m benchmark.worker JOBS.json`."""
 
 from __future__ import annotations
 
@@ -6,12 +6,16 @@ import json
 import sys
 from pathlib import Path
 
-from benchmark.runner import RunJob, run_job
+from benchmark.packing import run_unit
+from benchmark.runner import RunJob
 
 
 def main(job_file: str) -> int:
-    out = run_job(RunJob.from_json(Path(job_file).read_text()))
-    print(json.dumps({"status": out.status, "acc": out.acc, "error": out.error}))
+    """Run the file's job (a JSON object) or pack (a JSON list of jobs); print one outcome line per run."""
+    data = json.loads(Path(job_file).read_text())
+    jobs = [RunJob.from_json(json.dumps(d)) for d in (data if isinstance(data, list) else [data])]
+    for out in run_unit(jobs):
+        print(json.dumps({"status": out.status, "run_id": out.run.run_id, "acc": out.acc, "error": out.error}))
     return 0
 
 
