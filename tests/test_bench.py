@@ -37,7 +37,7 @@ def result(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 def test_tiny_cpu_run_reports_every_variant(result: dict[str, Any]) -> None:
     rows = {r["name"]: r for r in result["variants"]}
-    assert list(rows) == ["reference", "fast", "packed K=1", "packed K=2"]
+    assert list(rows) == ["reference", "fast", "packed K=1", "packed K=2", "loop", "loop packed K=2"]
     for name, r in rows.items():
         assert "error" not in r, (name, r.get("error"))
         for key in ("images_per_s", "ratio", "min_per_run", "min_per_run_wall", "suite_hours", "ms_per_step"):
@@ -49,7 +49,12 @@ def test_tiny_cpu_run_reports_every_variant(result: dict[str, Any]) -> None:
     assert result["summary"]["best_packed"]["name"].startswith("packed")
     saved = json.loads(Path(result["_json_path"]).read_text())
     assert saved["device_name"].startswith("cpu") and saved["torch"] == torch.__version__
-    assert len(saved["variants"]) == 4
+    assert len(saved["variants"]) == 6
+    assert rows["loop packed K=2"]["loop"] == "fit_packed" and rows["loop"]["loop"] == "train.fit"
+    assert rows["loop packed K=2"]["images"] == 2 * rows["loop"]["images"]
+    assert result["summary"]["loop_single"]["name"] == "loop"
+    assert result["summary"]["loop_packed"]["name"] == "loop packed K=2"
+    assert result["summary"]["best_single"]["name"] == "fast"
 
 
 def test_bench_main_parses_pack_sizes(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -138,10 +143,14 @@ def test_variants_cross_epoch_boundaries() -> None:
 def test_cuda_variants_run_without_host_syncs() -> None:
     out = run_bench(device="cuda", ks=(2,), steps=5, warmup=2, quiet=True)
     rows = {r["name"]: r for r in out["variants"]}
-    assert set(rows) == {"reference", "fast", "packed K=2", "fast+graph", "packed K=2+graph"}
+    assert set(rows) == {"reference", "fast", "packed K=2", "loop", "loop packed K=2", "fast+graph",
+                         "packed K=2+graph"}
     for name, r in rows.items():
         assert "error" not in r, (name, r.get("error"))
         assert np.isfinite(r.get("final_loss", 0.0)), name
         if name != "reference":
             assert r["amp"] and r["channels_last"] and r["optimizer"].startswith("fused"), name
+        if name.startswith("loop"):  # the product loop: graphed steps, no capture fallback
+            assert r["cuda_graph"] and r["precision"] == "bf16" and not r["note"], name
+        elif name != "reference":
             assert r["host_syncs_per_step"] == 0, name
