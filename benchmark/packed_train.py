@@ -22,6 +22,7 @@ import torch
 from benchmark.backbones.resnet_cifar import ResNetCifar
 from benchmark.checkpoint import TrainState, load_checkpoint, save_checkpoint
 from benchmark.data.base import LTData
+from benchmark.data.pipeline import host_to_device
 from benchmark.methods.losses import mixed_loss
 from benchmark.methods.mixers import MixContext
 from benchmark.metrics import summarize
@@ -99,7 +100,8 @@ def fit_packed(settings: list[RunSettings], data: LTData,
     device = resolve_device(s0.train.device)
     data = data.limit_test(s0.eval.test_limit_per_class)
     source = make_source(s0, data, device)
-    ex = resolve_execution(s0.train.precision, s0.train.channels_last, s0.train.cuda_graph, device)
+    ex = resolve_execution(s0.train.precision, s0.train.channels_last, s0.train.cuda_graph, device,
+                           compile=s0.train.compile)
     run_ids = run_ids or [f"pack-{i}" for i in range(k)]
     members, models = [], []
     for i, s in enumerate(settings):  # the same draws as fit() makes for this seed
@@ -167,7 +169,7 @@ def fit_packed(settings: list[RunSettings], data: LTData,
                 else:
                     xs.append(x), ya.append(y), yb.append(y), lams.append(1.0)
             y_a = torch.stack(ya)
-            lam = torch.tensor(lams, dtype=torch.float32).to(device, non_blocking=True)
+            lam = host_to_device(torch.tensor(lams, dtype=torch.float32), device)
             out, loss = step(packed.pack_input(torch.stack(xs)), y_a, torch.stack(yb), lam, w)
             loss_sum += loss * y_a.shape[1]
             correct += (out.detach().argmax(-1) == y_a).sum(1)

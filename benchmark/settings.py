@@ -90,6 +90,8 @@ class TrainSettings(Strict):
         "auto", description="forward under bf16 autocast (losses and weights fp32); auto: bf16 on CUDA, fp32 on CPU")
     channels_last: bool | None = Field(None, description="NHWC model and inputs; None: on CUDA")
     cuda_graph: bool | None = Field(None, description="replay forward + backward from a CUDA graph; None: on CUDA")
+    compile: bool = Field(False, description="torch.compile the model for full-size batches (costs tens of seconds "
+                                             "of compilation per run)")
 
 
 class Stage2Settings(Strict):
@@ -152,7 +154,8 @@ class RunSettings(Strict):
 # How a run executes (where, in which precision and memory layout, graphed or not) is recorded with the run, not
 # part of its id: the same experiment on a CPU, an fp32 GPU or a bf16 graphed GPU is one run.
 _NOT_IDENTITY: dict[str, Any] = {"data": {"root", "download"},
-                                 "train": {"device", "workers", "precision", "channels_last", "cuda_graph"}}
+                                 "train": {"device", "workers", "precision", "channels_last", "cuda_graph",
+                                           "compile"}}
 
 
 def _digest(obj: Any) -> str:

@@ -190,11 +190,12 @@ def fit(s: RunSettings, data: LTData, on_epoch: Callable[[dict[str, Any]], None]
     rng = np.random.default_rng(s.seed)
     data = data.limit_test(s.eval.test_limit_per_class)
     source = make_source(s, data, device)
-    ex = resolve_execution(s.train.precision, s.train.channels_last, s.train.cuda_graph, device, world)
+    ex = resolve_execution(s.train.precision, s.train.channels_last, s.train.cuda_graph, device, world,
+                           compile=s.train.compile)
     p = build_parts(s, data, source.labels, device, reweight_epoch_of(s, data), ex)
     if hasattr(p.criterion, "set_epoch"):  # per-epoch Python state cannot live in a captured graph
         ex = resolve_execution(s.train.precision, s.train.channels_last, s.train.cuda_graph, device, world,
-                               graph_safe=False)
+                               graph_safe=False, compile=s.train.compile)
     epochs, bs, n = s.train.epochs, s.train.batch_size, len(source.labels)
     steps = steps_per_epoch(n, bs, s.train.steps_per_epoch)
     minority = torch.ones(data.num_classes, dtype=torch.bool, device=device)

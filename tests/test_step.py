@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import warnings
+from collections import Counter
 
 import pytest
 import torch
@@ -10,7 +10,7 @@ import torch
 from benchmark.methods.losses import CrossEntropy, LDAMLoss, mixed_loss
 from benchmark.runner import load_dataset
 from benchmark.settings import RunSettings
-from benchmark.step import resolve_execution
+from benchmark.step import Execution, TrainStep, host_sync_sites, resolve_execution
 from benchmark.train import fit
 
 TINY = {"data": {"name": "synthetic_lt", "imbalance_ratio": 4, "num_classes": 4, "max_per_class": 64,
@@ -88,20 +88,85 @@ def test_cuda_graph_replays_and_trains_like_eager() -> None:
         assert abs(a["train/loss"] - b["train/loss"]) < 0.05 * max(1.0, b["train/loss"])
 
 
+SYNC_MIXERS = ["none", "cmo", "cutmix", "remix", "cmo_back", "cmo_minor", "cmo_mixup"]  # cmo_mixup is Mixup
+
+
 @pytest.mark.gpu
 @cuda_only
-def test_graphed_epoch_makes_no_per_step_host_sync() -> None:
-    """Synchronising CUDA calls over a whole run stay a few per epoch (the loss read-out and the evaluation)."""
-    s = RunSettings.model_validate(GPU_RUN)
-    data = load_dataset(s.data)
-    fit(s, data)  # cuDNN autotuning and lazy initialisation outside the count
-    torch.cuda.set_sync_debug_mode("warn")
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            res = fit(s, data)
-    finally:
-        torch.cuda.set_sync_debug_mode("default")
-    syncs = sum("synchroniz" in str(w.message).lower() for w in caught)
-    steps = len(res.curve) * -(-len(data.train_y) // 64)
-    assert syncs < steps / 4, (syncs, steps)
+@pytest.mark.parametrize(("mixer", "pack"), [(m, 1) for m in SYNC_MIXERS] + [("cmo", 2)])
+def test_training_steps_make_no_host_sync(mixer: str, pack: int) -> None:
+    """Host syncs grow with epochs (loss read-out, evaluation, per-epoch samplers), not with steps: a 4-epoch run
+    makes fewer than 12 more per extra epoch than a 2-epoch run, where one sync per (mixed) step would add 34."""
+    from benchmark.packed_train import fit_packed
+
+    data = load_dataset(RunSettings.model_validate(GPU_RUN).data)
+
+    def settings(epochs: int) -> RunSettings:
+        return RunSettings.model_validate({
+            **GPU_RUN, "train": {**GPU_RUN["train"], "epochs": epochs, "batch_size": 32},
+            "method": {**GPU_RUN["method"], "mixer": mixer}, "mixer": {"start": -1, "end": 0, "prob": 1.0}})
+
+    def sites(epochs: int) -> Counter:
+        s = settings(epochs)
+        out: list = []
+        found = host_sync_sites(lambda: out.extend(
+            [fit(s, data)] if pack == 1 else fit_packed([s.model_copy(update={"seed": j}) for j in range(pack)],
+                                                        data)))
+        assert found is not None and all(not isinstance(r, Exception) for r in out), out
+        assert len(out[0].curve) == epochs
+        return Counter(found)
+
+    sites(2)  # cuDNN autotuning and lazy initialisation outside the count
+    short, long = sites(2), sites(4)
+    per_epoch = (sum(long.values()) - sum(short.values())) / 2
+    assert per_epoch < 12, (per_epoch, (long - short).most_common(6))
+
+
+def _tiny_step(ex: Execution, seed: int = 0) -> tuple[torch.nn.Module, TrainStep]:
+    torch.manual_seed(seed)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.BatchNorm2d(4), torch.nn.ReLU(),
+                                torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(4, 3))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    crit = CrossEntropy()
+
+    def loss_fn(out, ya, yb, lam, w):  # noqa: ANN001, ANN202
+        return crit(out, ya, w) if yb is None else mixed_loss(crit, out, ya, yb, lam, w)
+
+    return model, TrainStep(model, loss_fn, opt, ex, CPU, 3)
+
+
+def _batches() -> list[tuple[torch.Tensor, torch.Tensor]]:
+    g = torch.Generator().manual_seed(1)
+    return [(torch.randn(n, 3, 6, 6, generator=g), torch.randint(0, 3, (n,), generator=g)) for n in (8, 8, 5, 8)]
+
+
+def test_compiled_step_trains_like_the_plain_model() -> None:
+    """torch.compile serves full-size batches only (the short batch uses the plain model: no recompilation)
+    and follows the plain step's losses and weights."""
+    plain_ex = resolve_execution("fp32", False, False, CPU)
+    comp_ex = resolve_execution("fp32", False, False, CPU, compile=True)
+    m_plain, plain = _tiny_step(plain_ex)
+    m_comp, comp = _tiny_step(comp_ex)
+    for x, y in _batches():
+        _, a = plain(x, y, y.flip(0), 0.7)
+        _, b = comp(x, y, y.flip(0), 0.7)
+        assert torch.allclose(a, b, atol=1e-5), (a, b)
+    for p, q in zip(m_plain.parameters(), m_comp.parameters(), strict=True):
+        assert torch.allclose(p, q, atol=1e-5)
+    assert comp.info()["compile"] and "compile_fallback" not in comp.info()
+    assert comp.fast_model is not comp.model
+
+
+def test_failed_compilation_falls_back_to_the_plain_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(model, **kw):  # noqa: ANN001, ANN003, ANN202
+        def fn(x):  # noqa: ANN001, ANN202
+            raise RuntimeError("no compiler here")
+        return fn
+
+    monkeypatch.setattr(torch, "compile", broken)
+    m_plain, plain = _tiny_step(resolve_execution("fp32", False, False, CPU))
+    m_comp, comp = _tiny_step(resolve_execution("fp32", False, False, CPU, compile=True))
+    for x, y in _batches():
+        assert torch.equal(plain(x, y)[1], comp(x, y)[1])
+    assert "no compiler here" in comp.info()["compile_fallback"] and comp.fast_model is comp.model
+    assert all(torch.equal(p, q) for p, q in zip(m_plain.parameters(), m_comp.parameters(), strict=True))

@@ -13,6 +13,14 @@ def to_device_images(x: np.ndarray, device: torch.device) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(x)).to(device)
 
 
+def host_to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Copy a small host tensor made this step (draws, weights) to the device without waiting for the GPU:
+    from pinned memory the copy is asynchronous; from pageable memory it may wait for queued work."""
+    if device.type == "cuda":
+        return t.pin_memory().to(device, non_blocking=True)
+    return t.to(device)
+
+
 class BatchAugment:
     """RandomCrop(size, padding=pad, zero fill) + RandomHorizontalFlip + Normalize, for a batch of indices.
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from benchmark.data.pipeline import host_to_device
 from benchmark.registry import Registry
 
 
@@ -120,7 +121,7 @@ def remix_label_weight(lam: float, n_i: torch.Tensor, n_j: torch.Tensor, kappa: 
 def remix_op(xb: torch.Tensor, yb: torch.Tensor, xf: torch.Tensor, yf: torch.Tensor, rng: np.random.Generator,
              ctx: MixContext) -> Mixed:
     """Remix (kappa 3, tau 0.5): Mixup with a random permutation of the batch, per-sample label weights."""
-    perm = torch.from_numpy(rng.permutation(len(yb))).to(yb.device)
+    perm = host_to_device(torch.from_numpy(rng.permutation(len(yb))), yb.device)
     lam = float(rng.beta(ctx.alpha, ctx.alpha))
     y2 = yb[perm]
     lam_y = remix_label_weight(lam, ctx.class_counts[yb], ctx.class_counts[y2])
