@@ -8,7 +8,6 @@ import json
 import math
 import platform
 import time
-import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from benchmark.data.profile import exp_profile
 from benchmark.data.samplers import SamplerContext, samplers
 from benchmark.methods.mixers import cutmix_pair
 from benchmark.packed import PackedResNetCifar
+from benchmark.step import host_sync_sites
 from benchmark.train import device_name
 
 # The workload: CIFAR-100-LT, exponential profile, imbalance ratio 100 (10,847 train images), 200 epochs.
@@ -260,16 +260,8 @@ def _graph_step(body: StepFn, opt: torch.optim.Optimizer, first: Batch, warm_ite
 
 def _count_host_syncs(fn: Callable[[], Any]) -> int | None:
     """How many synchronising CUDA calls `fn` makes (torch's sync debug mode); None off CUDA."""
-    if not torch.cuda.is_available():
-        return None
-    torch.cuda.set_sync_debug_mode("warn")
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            fn()
-    finally:
-        torch.cuda.set_sync_debug_mode("default")
-    return sum("synchroniz" in str(w.message).lower() for w in caught)
+    sites = host_sync_sites(fn)
+    return None if sites is None else len(sites)
 
 
 # ------------------------------------------------------------------------------------------------ variants
@@ -464,11 +456,13 @@ def bench_fast(cfg: BenchConfig, data: LTData, k: int | None, graph: bool) -> di
     return out
 
 
-def bench_loop(cfg: BenchConfig, data: LTData, k: int | None, epochs: int = 3) -> dict[str, Any]:
+def bench_loop(cfg: BenchConfig, data: LTData, k: int | None, compile: bool = False,
+               epochs: int = 3) -> dict[str, Any]:
     """The product's own training loop (`train.fit`, or `packed_train.fit_packed` for K runs) on the workload.
 
     CE + CMO from the first epoch, `cfg.steps` steps per epoch; the time is the loop's measured train time per
-    batch (data, mixing, step; evaluation excluded) over the epochs after the first (capture and autotuning).
+    batch (data, mixing, step; evaluation excluded) over the epochs after the first (compilation, capture and
+    autotuning happen there: `first_epoch_extra_s` is how much longer it took).
     """
     from benchmark.packed_train import fit_packed
     from benchmark.settings import RunSettings
@@ -478,7 +472,7 @@ def bench_loop(cfg: BenchConfig, data: LTData, k: int | None, epochs: int = 3) -
         "seed": cfg.seed, "method": {"mixer": "cmo"}, "mixer": {"start": -1, "end": 0, "prob": MIX_PROB},
         "train": {"epochs": epochs, "batch_size": cfg.batch_size, "steps_per_epoch": cfg.steps, "warmup_epochs": 0,
                   "device": str(cfg.device), "precision": "bf16" if cfg.amp else "fp32",
-                  "channels_last": cfg.channels_last}})
+                  "channels_last": cfg.channels_last, "compile": compile}})
     if k is None:
         res = [fit(s, data)]
     else:
@@ -489,8 +483,9 @@ def bench_loop(cfg: BenchConfig, data: LTData, k: int | None, epochs: int = 3) -
     curve = res[0].curve[1:] or res[0].curve
     per_batch = sum(r["train/time_per_batch_s"] for r in curve) / len(curve)
     runs = 1 if k is None else k
+    extra = res[0].curve[0]["train/time_per_batch_s"] * cfg.steps - per_batch * cfg.steps
     return {"images": cfg.batch_size * runs * cfg.steps * len(curve), "steps": cfg.steps * len(curve),
-            "elapsed_s": per_batch * cfg.steps * len(curve), **res[0].execution,
+            "elapsed_s": per_batch * cfg.steps * len(curve), "first_epoch_extra_s": extra, **res[0].execution,
             "amp": cfg.amp, "channels_last": cfg.channels_last, "loop": "train.fit" if k is None else "fit_packed"}
 
 
@@ -528,6 +523,11 @@ def _print_table(result: dict[str, Any]) -> None:
             notes.append("NHWC")
         if r.get("host_syncs_per_step") is not None:
             notes.append(f"syncs/step {r['host_syncs_per_step']}")
+        if r.get("cuda_graph") is True:
+            notes.append("graph")
+        if r.get("first_epoch_extra_s") is not None:
+            notes.append(f"1st epoch +{r['first_epoch_extra_s']:.0f}s")
+        notes += [r[k][:40] for k in ("graph_fallback", "compile_fallback") if r.get(k)]
         ratio = r.get("ratio")
         table.add_row(r["name"], str(r["runs"]), f"{r['images_per_s']:,.0f}", f"{r['ms_per_step']:.2f}",
                       f"{ratio:.2f}" if ratio else "-", f"{r['min_per_run']:.2f}", f"{r['min_per_run_wall']:.2f}",
@@ -544,12 +544,14 @@ def run_bench(device: str = "cpu", ks: Sequence[int] = (1, 4, 8, 16), steps: int
               warmup: int | None = None, batch_size: int | None = None, json_out: bool | str | Path = False,
               workers: int | None = None, graph: bool | None = None, amp: bool | None = None,
               channels_last: bool | None = None, suite_runs: int = SUITE_RUNS, seed: int = 0,
-              threads: int | None = None, quiet: bool = False) -> dict[str, Any]:
+              threads: int | None = None, quiet: bool = False, compile: bool | None = None) -> dict[str, Any]:
     """Measure training images/s of the reference-style loop, the fast single-run path and packed runs.
 
     All variants run in this process, one after another, on one device: (a) `reference`, (b) `fast` (eager)
-    and on CUDA `fast+graph`, (c) `packed K=k` (eager) for each k and on CUDA `packed K=k +graph`. Graph
-    variants run last, so a failed capture cannot disturb the eager ones; a failing variant reports its error.
+    and on CUDA `fast+graph`, (c) `packed K=k` (eager) for each k and on CUDA `packed K=k +graph`, (d) the
+    product's own loop: `loop` (train.fit with the run's execution settings) and `loop packed K=max(ks)`
+    (fit_packed), and on CUDA the same with torch.compile. Graph variants run last, so a failed capture cannot
+    disturb the eager ones; a failing variant reports its error.
 
     Args:
         device: 'cpu', 'cuda', 'cuda:N' or 'auto'.
@@ -566,6 +568,7 @@ def run_bench(device: str = "cpu", ks: Sequence[int] = (1, 4, 8, 16), steps: int
         seed: seed of data, models and draws.
         threads: torch intra-op threads while benchmarking (restored afterwards); None leaves them.
         quiet: no table.
+        compile: add the product loop with torch.compile (default: on CUDA; compiling takes minutes on a CPU).
 
     Returns:
         {'device', 'device_name', 'torch', 'cuda', 'cudnn', 'settings', 'workload', 'variants': [row, ...],
@@ -576,6 +579,7 @@ def run_bench(device: str = "cpu", ks: Sequence[int] = (1, 4, 8, 16), steps: int
                        "cpu" if device == "auto" else device)
     cuda = dev.type == "cuda"
     graph = cuda if graph is None else graph and cuda
+    compile = cuda if compile is None else compile
     cfg = BenchConfig(
         device=dev, batch_size=batch_size or (128 if cuda else 16), steps=steps or (200 if cuda else 3),
         warmup=warmup if warmup is not None else (20 if cuda else 1),
@@ -594,6 +598,9 @@ def run_bench(device: str = "cpu", ks: Sequence[int] = (1, 4, 8, 16), steps: int
     plan += [(f"packed K={k}", k, lambda k=k: bench_fast(cfg, data, k, False)) for k in ks]
     plan += [("loop", 1, lambda: bench_loop(cfg, data, None)),
              (f"loop packed K={max(ks)}", max(ks), lambda: bench_loop(cfg, data, max(ks)))]
+    if compile:
+        plan += [("loop+compile", 1, lambda: bench_loop(cfg, data, None, compile=True)),
+                 (f"loop packed K={max(ks)}+compile", max(ks), lambda: bench_loop(cfg, data, max(ks), compile=True))]
     if graph:
         plan.append(("fast+graph", 1, lambda: bench_fast(cfg, data, None, True)))
         plan += [(f"packed K={k}+graph", k, lambda k=k: bench_fast(cfg, data, k, True)) for k in ks]
@@ -626,9 +633,10 @@ def run_bench(device: str = "cpu", ks: Sequence[int] = (1, 4, 8, 16), steps: int
         "device": str(dev), "device_name": device_name(dev), "torch": torch.__version__, "cuda": torch.version.cuda,
         "cudnn": torch.backends.cudnn.version() if cuda else None, "python": platform.python_version(),
         "settings": {"batch_size": cfg.batch_size, "steps": cfg.steps, "warmup": cfg.warmup, "workers": cfg.workers,
-                     "amp": cfg.amp, "channels_last": cfg.channels_last, "graph": graph, "ks": list(ks),
-                     "suite_runs": suite_runs, "seed": seed, "threads": threads or old_threads, "lr": LR,
-                     "momentum": MOMENTUM, "weight_decay": WEIGHT_DECAY, "mix_prob": MIX_PROB, "mix_alpha": MIX_ALPHA},
+                     "amp": cfg.amp, "channels_last": cfg.channels_last, "graph": graph, "compile": compile,
+                     "ks": list(ks), "suite_runs": suite_runs, "seed": seed, "threads": threads or old_threads,
+                     "lr": LR, "momentum": MOMENTUM, "weight_decay": WEIGHT_DECAY, "mix_prob": MIX_PROB,
+                     "mix_alpha": MIX_ALPHA},
         "workload": {"dataset": "CIFAR-100-LT shape (exp, r=100), random pixels", "n_train": len(data.train_y),
                      "num_classes": NUM_CLASSES, "image_size": IMAGE_SIZE, "epochs": EPOCHS, "model": "resnet32_cifar",
                      "train_flops_per_image": TRAIN_FLOPS_PER_IMAGE},
@@ -652,7 +660,7 @@ def run_bench(device: str = "cpu", ks: Sequence[int] = (1, 4, 8, 16), steps: int
 
 def bench_main(device: str = "auto", json_out: str | Path | None = None, ks: str | Sequence[int] = "1,4,8,16",
                steps: int | None = None, warmup: int | None = None, batch_size: int | None = None,
-               graph: bool | None = None) -> dict[str, Any]:
+               graph: bool | None = None, compile: bool | None = None) -> dict[str, Any]:
     """CLI entry of `lt-bench bench`: parse the pack sizes ('1,4,8,16') and run `run_bench`.
 
     Args:
@@ -663,12 +671,14 @@ def bench_main(device: str = "auto", json_out: str | Path | None = None, ks: str
         warmup: warm-up steps per variant (None: device default).
         batch_size: per-model batch (None: 128 on CUDA, 16 on CPU).
         graph: CUDA-graph variants (None: on CUDA).
+        compile: torch.compile variants of the product loop (None: on CUDA).
 
     Returns:
         The `run_bench` result.
     """
     k_list = [int(v) for v in ks.split(",") if v.strip()] if isinstance(ks, str) else [int(v) for v in ks]
-    return run_bench(device, tuple(k_list), steps, warmup, batch_size, json_out or False, graph=graph)
+    return run_bench(device, tuple(k_list), steps, warmup, batch_size, json_out or False, graph=graph,
+                     compile=compile)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

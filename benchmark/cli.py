@@ -302,12 +302,14 @@ def bench_cmd(
     out: Annotated[Path | None, typer.Option("--out", help="Also write the JSON to this file.")] = None,
     ks: Annotated[str, typer.Option("--ks", help="Pack sizes K for the packed variant.")] = "1,4,8,16",
     steps: Annotated[int | None, typer.Option("--steps", help="Measured steps per variant.")] = None,
+    compile: Annotated[bool | None, typer.Option("--compile/--no-compile", help="Also time the loop under "
+                                                 "torch.compile (default: on CUDA).")] = None,
 ) -> None:
     """Images/s of the reference-style loop vs the fast path vs packed runs (CIFAR-100-LT shape, ResNet-32,
     CE + CMO), measured side by side in one process, with ratios and projected minutes per run and suite."""
     from benchmark.bench import bench_main
 
-    result = bench_main(device=device, json_out=str(out) if out else None, ks=ks, steps=steps)
+    result = bench_main(device=device, json_out=str(out) if out else None, ks=ks, steps=steps, compile=compile)
     if as_json:
         print(json.dumps(result, indent=1, default=str))
 
