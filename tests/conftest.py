@@ -48,26 +48,31 @@ def tiny_cifar10(tmp_path: Path) -> Path:
     return tmp_path / "data"
 
 
-@pytest.fixture(scope="session")
-def real_cifar10(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The shared real CIFAR-10 (JPEG q75 copy) decoded into the official layout; skipped when absent."""
-    if not (CIFAR10_JPEG / "train.npz").is_file():
-        pytest.skip("real CIFAR-10 copy not present in ../shared/data")
+def decode_cifar10_jpeg(src: Path, root: Path) -> Path:
+    """Decode the JPEG copy of CIFAR-10 (train.npz / test.npz in `src`) into the official python-version layout
+    under root (also used by reports/perf/gpu_checks.sh on the GPU machine)."""
     from PIL import Image
 
     def decode(split: str) -> tuple[np.ndarray, np.ndarray]:
-        d = np.load(CIFAR10_JPEG / f"{split}.npz")
+        d = np.load(src / f"{split}.npz")
         buf, off = d["jpeg"], d["offsets"]
         x = np.stack([np.asarray(Image.open(io.BytesIO(buf[a:b].tobytes())).convert("RGB"))
                       for a, b in zip(off[:-1], off[1:], strict=True)])
         return x, d["labels"].astype(np.int64)
 
-    root = tmp_path_factory.mktemp("cifar10_real")
     train_x, train_y = decode("train")
     test_x, test_y = decode("test")
-    names = [str(n) for n in np.load(CIFAR10_JPEG / "train.npz")["class_names"]]
+    names = [str(n) for n in np.load(src / "train.npz")["class_names"]]
     write_cifar(root, 10, train_x, train_y, test_x, test_y, names)
     return root
+
+
+@pytest.fixture(scope="session")
+def real_cifar10(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The shared real CIFAR-10 (JPEG q75 copy) decoded into the official layout; skipped when absent."""
+    if not (CIFAR10_JPEG / "train.npz").is_file():
+        pytest.skip("real CIFAR-10 copy not present in ../shared/data")
+    return decode_cifar10_jpeg(CIFAR10_JPEG, tmp_path_factory.mktemp("cifar10_real"))
 
 
 @pytest.fixture(autouse=True)

@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# The speed issue's GPU checks as one command on one GPU machine, run from the repo root:
+#   1. `lt-bench bench --device cuda` (reference-style loop vs fast vs packed K = 1, 4, 8, 16) -> $OUT/bench.json
+#   2. suite perf_equivalence on real CIFAR-10-LT r100: fast rows (packed, inline) beside reference rows
+#      (DataLoader, fp32, 6 processes on the GPU) -> $OUT/results.tgz (records, no weights, and the report)
+#   3. the GPU-marked tests (CUDA graph replays, packed graph, bench without host syncs)
+# Everything else goes to stdout; $OUT holds at most 7 files.
+# Inputs: DATA (default .devdata) holding train.npz / test.npz of the JPEG copy of CIFAR-10, decoded here into
+# torchvision's layout; optional .whl/ with wheels the machine lacks. TINY=1 runs a seconds-long CPU version
+# (to check the script itself on a machine without a GPU).
+set -u
+OUT=${OUT:-/tmp/gpu_checks}
+DATA=${DATA:-.devdata}
+PY=${PY:-python3}
+TINY=${TINY:-0}
+PHASES=${PHASES:-"bench equiv tests"}  # a subset reruns only those checks
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1
+if [ -d .whl ] && ! $PY -c "import pydantic" 2>/dev/null; then
+  $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+    || exit 1
+  export PYTHONPATH=/tmp/site:$PWD
+fi
+WORK=$(mktemp -d)
+export LTBENCH_DATA=$WORK/data
+RES=$WORK/results
+{ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv 2>/dev/null || true
+  $PY -c "import torch, sys; print('python', sys.version.split()[0], 'torch', torch.__version__, 'cuda', torch.version.cuda)"
+} | tee "$OUT/env.txt"
+
+if [ "$TINY" = 1 ]; then
+  DEV=cpu; BENCH=(--steps 2 --ks 1,2); RUN=(--smoke --seeds 0,1 --set train.device=cpu); TEST_T=300
+else
+  DEV=cuda; BENCH=(); RUN=(); TEST_T=90
+fi
+
+if [[ $PHASES == *equiv* ]]; then
+echo "== decode CIFAR-10 (background)"
+$PY -c "import sys; sys.path.insert(0, 'tests'); from pathlib import Path; from conftest import decode_cifar10_jpeg; \
+decode_cifar10_jpeg(Path('$DATA'), Path('$LTBENCH_DATA'))" >"$OUT/decode.log" 2>&1 &
+DECODE=$!
+fi
+
+if [[ $PHASES == *bench* ]]; then
+echo "== 1. bench"
+t0=$(date +%s)
+timeout -k 5 330 $PY -m benchmark bench --device $DEV --out "$OUT/bench.json" "${BENCH[@]}" 2>&1
+echo "bench: $(( $(date +%s) - t0 )) s"
+fi
+
+if [[ $PHASES == *equiv* ]]; then
+echo "== 2. perf_equivalence"
+wait $DECODE || { echo "decode failed"; cat "$OUT/decode.log"; }
+t0=$(date +%s)
+timeout -k 5 270 $PY -m benchmark run suite perf_equivalence "${RUN[@]}" --rows "CE (fast),CE + CMO (fast)" \
+  --tracker none --results-dir "$RES" >"$OUT/equiv_fast.log" 2>&1 &
+FAST=$!
+timeout -k 5 270 $PY -m benchmark run suite perf_equivalence "${RUN[@]}" \
+  --rows "CE (reference),CE + CMO (reference)" --executor local --gpus 1 --runs-per-gpu 6 --set train.workers=2 \
+  --tracker none --results-dir "$RES" >"$OUT/equiv_reference.log" 2>&1
+wait $FAST
+echo "perf_equivalence: $(( $(date +%s) - t0 )) s"
+tail -n 15 "$OUT/equiv_fast.log" "$OUT/equiv_reference.log"
+$PY -m benchmark report perf_equivalence "${RUN[@]}" --results-dir "$RES" --out-dir "$RES/_report" 2>&1 | tail -n 20
+tar czf "$OUT/results.tgz" -C "$RES" --exclude='*.pt' --exclude='*.ckpt' --exclude='*.lock' .  # records + report
+fi
+
+if [[ $PHASES == *tests* ]]; then
+echo "== 3. GPU tests"
+t0=$(date +%s)
+timeout -k 5 $TEST_T $PY -m pytest -q -p no:cacheprovider -m gpu tests/test_step.py tests/test_packed.py \
+  tests/test_bench.py 2>&1 | tail -n 30
+echo "gpu tests: $(( $(date +%s) - t0 )) s"
+fi
+rm -rf "$WORK"
