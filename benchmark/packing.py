@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
-from pathlib import Path
 from typing import Any
 
-from benchmark.config import REPO_ROOT, SuiteError
+from benchmark.config import SuiteError
 from benchmark.data.base import DataError, LTData
-from benchmark.records import write_record
 from benchmark.runner import (
     RunJob,
     RunOutcome,
     done_record,
     failed_record,
+    finish_job,
     load_cached,
     record_base,
     run_job,
@@ -23,6 +21,7 @@ from benchmark.runner import (
     should_run,
     start_tracking,
     stop_on_sigterm,
+    wandb_dir,
 )
 from benchmark.tracking import make_tracker
 
@@ -112,8 +111,7 @@ def run_pack(jobs: list[RunJob], progress: Any = None, index: int = 0, total: in
         for job in active:
             if job.force:
                 job.path.with_suffix(".ckpt").unlink(missing_ok=True)
-        wandb_dir = Path(os.environ.get("WANDB_DIR") or REPO_ROOT)
-        trackers = [make_tracker(j.tracker, wandb_dir) for j in active]
+        trackers = [make_tracker(j.tracker, wandb_dir()) for j in active]
         bases = [record_base(j.run, data) for j in active]
         hooks = [start_tracking(j.run, t, progress.start_run(j.run, index + i, total) if progress else None)
                  for i, (j, t) in enumerate(zip(active, trackers, strict=True))]
@@ -133,12 +131,7 @@ def run_pack(jobs: list[RunJob], progress: Any = None, index: int = 0, total: in
             else:
                 save_weights(res.model, job.path.with_suffix(".weights.pt"))
                 rec = done_record(base, job.run, data, tracker, res, None)
-            write_record(job.path, rec)
-            job.path.with_suffix(".ckpt").unlink(missing_ok=True)
-            out = RunOutcome(job.run, rec.status, job.path, (rec.metrics.get("best") or {}).get("acc/all"), rec.error)
-            if progress:
-                progress.end_run(out)
-            outcomes.append(out)
+            outcomes.append(finish_job(job, rec, progress))
         return outcomes
     finally:
         for lock in locks:

@@ -368,18 +368,27 @@ def run_job(job: RunJob, progress: Any = None, index: int = 0, total: int = 1,
         if job.force:
             path.with_suffix(".ckpt").unlink(missing_ok=True)  # --force starts from scratch
         on_epoch = progress.start_run(r, index, total) if progress else None
-        wandb_dir = Path(os.environ.get("WANDB_DIR") or REPO_ROOT)
-        rec = execute(r, data, make_tracker(job.tracker, wandb_dir), on_epoch, path)
-        write_record(path, rec)
-        path.with_suffix(".ckpt").unlink(missing_ok=True)
-        out = RunOutcome(r, rec.status, path, (rec.metrics.get("best") or {}).get("acc/all"), rec.error)
-        if progress:
-            progress.end_run(out)
-        return out
+        rec = execute(r, data, make_tracker(job.tracker, wandb_dir()), on_epoch, path)
+        return finish_job(job, rec, progress)
     finally:
         lock.release()
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+
+
+def wandb_dir() -> Path:
+    """Where W&B writes its run folders: $WANDB_DIR, else the repository root."""
+    return Path(os.environ.get("WANDB_DIR") or REPO_ROOT)
+
+
+def finish_job(job: RunJob, rec: RunRecord, progress: Any = None) -> RunOutcome:
+    """Write the record atomically, then remove the run's checkpoint; report the outcome."""
+    write_record(job.path, rec)
+    job.path.with_suffix(".ckpt").unlink(missing_ok=True)
+    out = RunOutcome(job.run, rec.status, job.path, (rec.metrics.get("best") or {}).get("acc/all"), rec.error)
+    if progress:
+        progress.end_run(out)
+    return out
 
 
 def stop_on_sigterm() -> Any:
