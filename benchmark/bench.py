@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import math
 import platform
@@ -26,7 +25,7 @@ from benchmark.data.profile import exp_profile
 from benchmark.data.samplers import SamplerContext, samplers
 from benchmark.methods.mixers import cutmix_pair
 from benchmark.packed import PackedResNetCifar
-from benchmark.step import host_sync_sites
+from benchmark.step import bf16_autocast, host_sync_sites
 from benchmark.train import device_name
 
 # The workload: CIFAR-100-LT, exponential profile, imbalance ratio 100 (10,847 train images), 200 epochs.
@@ -200,12 +199,6 @@ def make_sgd(params: Iterable[nn.Parameter], dev: torch.device, prefer_fused: bo
     if dev.type == "cuda":
         return torch.optim.SGD(params, lr=LR, foreach=True, **kw), "foreach"
     return torch.optim.SGD(params, lr=LR, **kw), "default"
-
-
-def _amp_ctx(dev: torch.device, amp: bool) -> Callable[[], AbstractContextManager[Any]]:
-    if amp:
-        return lambda: torch.autocast(dev.type, dtype=torch.bfloat16, cache_enabled=False)
-    return contextlib.nullcontext
 
 
 StepFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -407,7 +400,7 @@ def bench_fast(cfg: BenchConfig, data: LTData, k: int | None, graph: bool) -> di
     model.train()
     opt, opt_kind = make_sgd(model.parameters(), dev, tensor_lr=graph)
     correct = torch.zeros((), dtype=torch.long, device=dev)
-    body = _train_body(fwd, opt, _amp_ctx(dev, cfg.amp), correct)
+    body = _train_body(fwd, opt, bf16_autocast(dev, cfg.amp), correct)
     in_dtype = torch.bfloat16 if cfg.amp else torch.float32
 
     def batch() -> Batch:
@@ -426,7 +419,7 @@ def bench_fast(cfg: BenchConfig, data: LTData, k: int | None, graph: bool) -> di
             retry_error = f"{type(e).__name__}: {e}"[:300]
             torch.cuda.synchronize()
             opt, opt_kind = make_sgd(model.parameters(), dev, tensor_lr=False)
-            body = _train_body(fwd, opt, _amp_ctx(dev, cfg.amp), correct)
+            body = _train_body(fwd, opt, bf16_autocast(dev, cfg.amp), correct)
             step = _graph_step(body, opt, batch())
     setup_s = time.perf_counter() - t0
     for _ in range(cfg.warmup):

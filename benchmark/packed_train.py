@@ -39,6 +39,7 @@ from benchmark.train import (
     make_source,
     resolve_device,
     reweight_epoch_of,
+    step_batch,
     steps_per_epoch,
     stop_requested,
     time_per_batch,
@@ -135,7 +136,6 @@ def fit_packed(settings: list[RunSettings], data: LTData,
     minority[list(p.groups.many)] = False
     mix_ctx = MixContext(s0.mixer.alpha, torch.tensor(data.class_counts, device=device), minority, data.mean,
                          data.std)
-    self_mix = p.mixer.foreground == "self"
     for epoch in range(members[0].st.epoch, epochs):
         te = time.time()
         lr = s0.train.lr * p.lr_factor(epoch)
@@ -144,6 +144,7 @@ def fit_packed(settings: list[RunSettings], data: LTData,
         w = p.rule(epoch)
         w = w.to(device) if w is not None else None
         active = p.mixer.active(epoch, epochs, s0.mixer.start, s0.mixer.end)
+        self_mix = active and p.mixer.foreground == "self"
         for m in members:  # the order of draws of fit(): foreground epoch first, then the background epoch
             fg_order = p.foreground.epoch(m.gen) if active and p.foreground is not None else None
             m.fg_batches = source.batches(fg_order, bs, steps, m.gen) if fg_order is not None else None
@@ -157,13 +158,8 @@ def fit_packed(settings: list[RunSettings], data: LTData,
                 raise Preempted(f"stopped during epoch {epoch}; {epoch} epochs are checkpointed")
             xs, ya, yb, lams = [], [], [], []
             for m in members:
-                x, y = next(m.batches)()
-                fg_batch = next(m.fg_batches) if m.fg_batches is not None else None
-                coin = m.rng.random() if p.mixer.foreground is not None else 1.0
-                if (fg_batch is not None or (active and self_mix)) and p.mixer.op is not None \
-                        and coin < s0.mixer.prob:
-                    xf, yf = fg_batch() if fg_batch is not None else (x, y)
-                    mx = p.mixer.op(x, y, xf[: len(y)], yf[: len(y)], m.rng, mix_ctx)
+                x, y, mx = step_batch(next(m.batches), m.fg_batches, p, s0.mixer.prob, self_mix, m.rng, mix_ctx)
+                if mx is not None:
                     xs.append(mx.x), ya.append(mx.y_a), yb.append(mx.y_b), lams.append(float(mx.lam))
                     m.mixed += 1
                 else:

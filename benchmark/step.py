@@ -60,8 +60,13 @@ def make_sgd(params: Iterable[nn.Parameter], ex: Execution, lr: float, momentum:
 
 
 def autocast_of(ex: Execution, device: torch.device) -> Callable[[], AbstractContextManager[Any]]:
+    """The execution's autocast context factory (see `bf16_autocast`)."""
+    return bf16_autocast(device, ex.precision == "bf16")
+
+
+def bf16_autocast(device: torch.device, on: bool) -> Callable[[], AbstractContextManager[Any]]:
     """A context factory: bf16 autocast (no weight cache, so it is graph-safe) or nothing."""
-    if ex.precision == "bf16":
+    if on:
         return lambda: torch.autocast(device.type, dtype=torch.bfloat16, cache_enabled=False)
     return contextlib.nullcontext
 

@@ -6,7 +6,7 @@ import contextlib
 import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,7 @@ from benchmark.data.profile import ShotGroups, shot_groups
 from benchmark.data.samplers import Sampler, SamplerContext, samplers
 from benchmark.data.sources import LoaderSource, TensorSource
 from benchmark.methods.losses import LossContext, logits_of, losses, mixed_loss
-from benchmark.methods.mixers import MixContext, MixerSpec, mixers
+from benchmark.methods.mixers import MixContext, Mixed, MixerSpec, mixers
 from benchmark.methods.rules import Rule, RuleContext, rules
 from benchmark.methods.schedules import schedules
 from benchmark.metrics import summarize
@@ -235,12 +235,8 @@ def fit(s: RunSettings, data: LTData, on_epoch: Callable[[dict[str, Any]], None]
         for batch in source.batches(p.background.epoch(gen), bs, steps, aug_gen, shard):
             if stop_requested():
                 raise Preempted(f"stopped during epoch {epoch}; {epoch} epochs are checkpointed")
-            x, y = batch()
-            fg_batch = next(fg_batches) if fg_batches is not None else None  # read every step, as the reference
-            coin = rng.random() if p.mixer.foreground is not None else 1.0  # drawn every step, as the reference
-            if (fg_batch is not None or self_mix) and p.mixer.op is not None and coin < s.mixer.prob:
-                xf, yf = fg_batch() if fg_batch is not None else (x, y)
-                m = p.mixer.op(x, y, xf[: len(y)], yf[: len(y)], rng, mix_ctx)
+            x, y, m = step_batch(batch, fg_batches, p, s.mixer.prob, self_mix, rng, mix_ctx)
+            if m is not None:
                 out, loss = step(m.x, m.y_a, m.y_b, m.lam, class_weight)
                 mixed += 1
             else:
@@ -273,6 +269,24 @@ def fit(s: RunSettings, data: LTData, on_epoch: Callable[[dict[str, Any]], None]
         num_params=sum(q.numel() for q in p.model.parameters()), class_counts=data.class_counts,
         groups=p.groups.sizes(), model=model, execution=step.info(),
     )
+
+
+def step_batch(batch: Callable[[], tuple[torch.Tensor, torch.Tensor]], fg_batches: Iterator[Any] | None, p: Parts,
+               prob: float, self_mix: bool, rng: np.random.Generator,
+               ctx: MixContext) -> tuple[torch.Tensor, torch.Tensor, Mixed | None]:
+    """A step's background batch and, when the step mixes, the mixed batch (None otherwise).
+
+    As the reference: the foreground stream advances every step (its images are drawn only when used) and the
+    coin is drawn every step when the mixer has a foreground. `fit` and `fit_packed` share this, so a pack
+    member draws exactly what its unpacked run draws.
+    """
+    x, y = batch()
+    fg_batch = next(fg_batches) if fg_batches is not None else None
+    coin = rng.random() if p.mixer.foreground is not None else 1.0
+    if (fg_batch is not None or self_mix) and p.mixer.op is not None and coin < prob:
+        xf, yf = fg_batch() if fg_batch is not None else (x, y)
+        return x, y, p.mixer.op(x, y, xf[: len(y)], yf[: len(y)], rng, ctx)
+    return x, y, None
 
 
 def steps_per_epoch(n: int, batch_size: int, cap: int | None) -> int:
