@@ -130,9 +130,10 @@ def run_suite_cmd(
     gpus: Annotated[int | None, typer.Option("--gpus", help="local: GPU slots to use (default: all visible; "
                                                             "on a CPU machine, fake slots).")] = None,
     runs_per_gpu: Annotated[int | None, typer.Option(
-        "--runs-per-gpu", help="inline / local: runs sharing one GPU. CIFAR ResNet runs that differ only in seed "
-                               "train as one packed network (default 8 per pack on CUDA); others in K processes "
-                               "(local). 1 turns packing off.")] = None,
+        "--runs-per-gpu", help="Runs sharing one GPU. Runs that can share a step (same batch shape, schedule and "
+                               "execution; any loss, mixer, sampler, seed) train as one pack (default: as many as "
+                               "the free GPU memory holds, at most 16; slurm: 16 per array task); others in K "
+                               "processes (local). 1 turns packing off.")] = None,
     slurm_profile: Annotated[Path | None, typer.Option("--slurm-profile", help="slurm: YAML with partition, "
                                                        "account, time_min, gpus_per_run, cpus_per_task, ...")] = None,
     partition: Annotated[str | None, typer.Option("--partition", help="slurm: partition.")] = None,
@@ -145,9 +146,9 @@ def run_suite_cmd(
     wait: Annotated[bool, typer.Option("--wait", help="slurm: wait for the jobs and report their outcome.")] = False,
 ) -> None:
     """Train every run of a suite that has no finished record; write one record per run."""
+    from benchmark.engine.loop import Preempted
     from benchmark.progress import RunProgress
     from benchmark.runner import run_suite
-    from benchmark.train import Preempted
 
     if tracker not in ("wandb", "none"):
         fail(f"--tracker '{tracker}': use wandb or none")
@@ -164,7 +165,7 @@ def run_suite_cmd(
     except Preempted as e:
         fail(f"{e}; run the same command again to resume", code=3)
     except Exception as e:
-        from benchmark.checkpoint import CheckpointError
+        from benchmark.engine.checkpoint import CheckpointError
 
         if isinstance(e, CheckpointError):
             fail(str(e))
@@ -195,7 +196,7 @@ def make_executor(kind: str, gpus: int | None, runs_per_gpu: int | None, profile
         if profile is not None and not profile.is_file():
             raise SuiteError(f"--slurm-profile {profile}: no such file")
         cfg = SlurmConfig.load(profile, partition=partition, account=account, time_min=time_min,
-                               gpus_per_run=gpus_per_run)
+                               gpus_per_run=gpus_per_run, runs_per_task=runs_per_gpu)
         return SlurmExecutor(cfg, folder, cluster=cluster, wait=wait)
     raise SuiteError(f"--executor '{kind}': use inline, local or slurm")
 

@@ -14,15 +14,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmark.packing import auto_pack_size, group_jobs, run_unit
+from benchmark.packing import auto_pack_size, group_jobs
 from benchmark.records import read_record
-from benchmark.runner import RunJob, RunOutcome, run_job
+from benchmark.runner import RunJob, RunOutcome, run_unit
 
 
 class InlineExecutor:
     """Runs jobs one after another in this process (tests, debugging, a single GPU).
 
-    Runs that can share a packed network train `pack` at a time (None: 8 on CUDA, none on the CPU).
+    Runs that can share a step train as packs of up to `pack` (None: sized to the GPU's free memory; none on the
+    CPU).
     """
 
     def __init__(self, pack: int | None = None) -> None:
@@ -48,8 +49,8 @@ def detect_gpus() -> int:
 class LocalExecutor:
     """A pool of GPU slots, one process per unit of work with CUDA_VISIBLE_DEVICES set.
 
-    Runs that can be packed (CIFAR ResNets differing only in seed) train as one packed process per GPU,
-    `runs_per_gpu` runs per pack (None: 8 on CUDA); other runs take one of the GPU's `runs_per_gpu` slots each.
+    Runs that can share a step train as one packed process per GPU, `runs_per_gpu` runs per pack (None: sized to the
+    GPU's free memory); other runs take one of the GPU's `runs_per_gpu` slots each.
     `gpus` overrides detection (on a CPU machine it creates fake slots).
     """
 
@@ -150,6 +151,7 @@ class SlurmConfig:
     cpus_per_task: int = 8
     mem_gb: int | None = None
     array_parallelism: int = 64
+    runs_per_task: int = 16  # runs that can share a step train as one pack per array task
     setup: tuple[str, ...] = ()
 
     @classmethod
@@ -185,21 +187,21 @@ class SlurmConfig:
 
 
 class SlurmRun:
-    """The callable submitit pickles: runs one job; on pre-emption or time-out it is re-queued and the run
-    resumes from its last epoch checkpoint."""
+    """The callable submitit pickles: runs one unit (a run, or a pack of runs); on pre-emption or time-out it is
+    re-queued and its runs resume from their last checkpoints."""
 
-    def __call__(self, job_json: str) -> dict[str, Any]:
+    def __call__(self, unit_json: str) -> list[dict[str, Any]]:
         if int(os.environ.get("SLURM_NTASKS", "1")) > 1:  # one task per GPU of a multi-GPU run
             import submitit
 
             submitit.helpers.TorchDistributedEnvironment().export()
-        out = run_job(RunJob.from_json(job_json))
-        return {"status": out.status, "acc": out.acc, "error": out.error}
+        outs = run_unit([RunJob.from_json(j) for j in json.loads(unit_json)])
+        return [{"run_id": o.run.run_id, "status": o.status, "acc": o.acc, "error": o.error} for o in outs]
 
-    def checkpoint(self, job_json: str) -> Any:
+    def checkpoint(self, unit_json: str) -> Any:
         import submitit
 
-        return submitit.helpers.DelayedSubmission(SlurmRun(), job_json)
+        return submitit.helpers.DelayedSubmission(SlurmRun(), unit_json)
 
 
 class SlurmExecutor:
@@ -212,24 +214,29 @@ class SlurmExecutor:
         self.config, self.folder, self.cluster, self.wait = config, folder, cluster, wait
 
     def run(self, jobs: list[RunJob], progress: Any = None) -> list[RunOutcome]:
+        """One array task per unit: a pack of runs (sized by `config.runs_per_task`) or a run alone."""
         import submitit
 
+        units = group_jobs(jobs, 1 if self.config.gpus_per_run > 1 else self.config.runs_per_task)
         ex = submitit.AutoExecutor(folder=str(self.folder / "%j"), cluster=self.cluster)
         params = self.config.executor_parameters()
         if self.cluster in ("local", "debug"):
             params = {"timeout_min": params["timeout_min"]}
         ex.update_parameters(name=f"lt-bench-{jobs[0].run.suite}", **params)
-        submitted = ex.map_array(SlurmRun(), [j.to_json() for j in jobs])
-        write_queue(jobs, [s.job_id for s in submitted])
+        payloads = [json.dumps([j.to_json() for j in unit]) for unit in units]
+        submitted = ex.map_array(SlurmRun(), payloads)
+        ids = {j.run.run_id: s.job_id for unit, s in zip(units, submitted, strict=True) for j in unit}
+        write_queue(jobs, [ids[j.run.run_id] for j in jobs])
         if not self.wait:
-            return [RunOutcome(j.run, f"queued ({s.job_id})", j.path) for j, s in zip(jobs, submitted, strict=True)]
+            return [RunOutcome(j.run, f"queued ({ids[j.run.run_id]})", j.path) for j in jobs]
         outs = []
-        for j, s in zip(jobs, submitted, strict=True):
+        for unit, s in zip(units, submitted, strict=True):
             try:
-                res = s.result()
-                outs.append(RunOutcome(j.run, res["status"], j.path, res.get("acc"), res.get("error")))
+                res = {r["run_id"]: r for r in s.result()}
+                outs += [RunOutcome(j.run, res[j.run.run_id]["status"], j.path, res[j.run.run_id].get("acc"),
+                                    res[j.run.run_id].get("error")) for j in unit]
             except Exception as e:  # the job itself died (not a failed run, which returns normally)
-                outs.append(RunOutcome(j.run, "failed", j.path, error=f"{type(e).__name__}: {e}"))
+                outs += [RunOutcome(j.run, "failed", j.path, error=f"{type(e).__name__}: {e}") for j in unit]
         return outs
 
 

@@ -1,58 +1,101 @@
-"""Packing: which pending runs train together in one packed network, and running such a pack to K records."""
+"""Which pending runs train together: packs of runs that share a step (batch shape, schedule, execution), sized to
+the GPU's free memory."""
 
 from __future__ import annotations
 
 import json
-import signal
-from typing import Any
+import math
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
 
-from benchmark.config import SuiteError
-from benchmark.data.base import DataError, LTData
-from benchmark.runner import (
-    RunJob,
-    RunOutcome,
-    done_record,
-    failed_record,
-    finish_job,
-    load_cached,
-    record_base,
-    run_job,
-    save_weights,
-    should_run,
-    start_tracking,
-    stop_on_sigterm,
-    wandb_dir,
-)
-from benchmark.tracking import make_tracker
-
-AUTO_PACK = 8  # runs per pack on a CUDA device when no --runs-per-gpu is given
+from benchmark.components import dataset_options
+from benchmark.config import RunSpec
+from benchmark.data.base import DataError, datasets
+from benchmark.settings import PACK_SHARED_TRAIN, RunSettings
 
 
-def auto_pack_size(jobs: list[RunJob], requested: int | None) -> int:
-    """The requested size, else AUTO_PACK when the runs train on CUDA, else 1 (no packing)."""
+class Job(Protocol):
+    """What grouping reads of a pending run (the runner's RunJob)."""
+
+    @property
+    def run(self) -> RunSpec: ...
+
+    @property
+    def path(self) -> Path: ...
+
+    @property
+    def force(self) -> bool: ...
+
+
+J = TypeVar("J", bound=Job)
+
+AUTO_PACK_MAX = 16  # throughput grows little past 16 ResNet-32s on an H100 (reports/perf)
+# Peak GPU memory per member (GiB) with its share of data and evaluation; bf16 ResNet-32 at batch 128 peaks at
+# ~0.26 GiB (reports/perf/bench-h100.json), so these leave room. Unlisted backbones are ImageNet-sized.
+MEMBER_GIB = {"resnet32_cifar": 0.75, "ride_resnet32": 1.5}
+DEFAULT_MEMBER_GIB = 12.0
+
+
+
+def auto_pack_size(jobs: list[J], requested: int | None) -> int:
+    """The requested size; else on CUDA as many runs as 80% of the free GPU memory holds (at most AUTO_PACK_MAX);
+    else 1 (no packing on the CPU)."""
     if requested is not None:
         return requested
-    from benchmark.train import resolve_device
+    import torch
 
-    cuda = any(resolve_device(j.run.settings.train.device).type == "cuda" for j in jobs)
-    return AUTO_PACK if cuda else 1
+    from benchmark.engine.runtime import resolve_device
+
+    if not jobs or not any(resolve_device(j.run.settings.train.device).type == "cuda" for j in jobs):
+        return 1
+    free_gib = torch.cuda.mem_get_info()[0] / 2**30
+    per = max(MEMBER_GIB.get(j.run.settings.backbone.name, DEFAULT_MEMBER_GIB) for j in jobs)
+    return max(1, min(AUTO_PACK_MAX, int(0.8 * free_gib / per)))
 
 
-def group_jobs(jobs: list[RunJob], k: int) -> list[list[RunJob]]:
-    """Units of work in plan order: runs that differ only in seed (and resume at the same epoch) in groups of up
-    to k when they can be packed; every other run alone."""
-    from benchmark.checkpoint import checkpoint_epoch
-    from benchmark.packed_train import pack_blocker
+def train_images(s: RunSettings) -> int | None:
+    """Training images per epoch from the dataset's class counts (no files needed); None when unknown."""
+    try:
+        return sum(datasets.get(s.data.name).counts(**dataset_options(s.data)))
+    except (DataError, TypeError, ValueError):
+        return None
 
-    units: list[list[RunJob]] = []
-    open_units: dict[str, list[RunJob]] = {}
+
+def pack_key(s: RunSettings, resume_epoch: int = 0) -> str | None:
+    """Runs with equal keys can share a pack (None: the run trains alone).
+
+    Members share the step's shape (dataset and image size, batch size, training images, so the same steps per epoch
+    and the same short last batch), the schedule and optimiser, the execution settings and the epoch they resume
+    at; losses, heads, rules, mixers and their settings, samplers, seeds and backbones may differ. Ratios with other
+    step counts go to other packs rather than masking members that finished their epoch: a masked member would still
+    need its BN statistics, weight decay and momentum frozen, and the planner's packs waste no steps.
+    """
+    from benchmark.engine.parts import capability_blocker
+
+    if capability_blocker(s, "packable") is not None:
+        return None
+    n = train_images(s)
+    if n is None:
+        return None
+    steps = math.ceil(n / s.train.batch_size)
+    return json.dumps({"train": s.train.model_dump(mode="json", include=set(PACK_SHARED_TRAIN)), "data": s.data.name,
+                       "image_size": s.data.image_size, "n_train": n, "steps": steps, "epoch": resume_epoch},
+                      sort_keys=True)
+
+
+def group_jobs(jobs: list[J], k: int) -> list[list[J]]:
+    """Units of work in plan order: pending runs with the same pack key in groups of up to k; every other run
+    alone."""
+    from benchmark.engine.checkpoint import checkpoint_epoch
+
+    units: list[list[J]] = []
+    open_units: dict[str, list[J]] = {}
     for job in jobs:
-        s = job.run.settings
-        if k <= 1 or pack_blocker(s) is not None:
+        epoch = 0 if job.force else checkpoint_epoch(job.path.with_suffix(".ckpt"))
+        key = pack_key(job.run.settings, epoch) if k > 1 else None
+        if key is None:
             units.append([job])
             continue
-        epoch = 0 if job.force else checkpoint_epoch(job.path.with_suffix(".ckpt"))
-        key = json.dumps([s.model_dump(mode="json", exclude={"seed"}), epoch], sort_keys=True)
         unit = open_units.get(key)
         if unit is None or len(unit) >= k:
             unit = open_units[key] = []
@@ -61,80 +104,8 @@ def group_jobs(jobs: list[RunJob], k: int) -> list[list[RunJob]]:
     return units
 
 
-def run_unit(unit: list[RunJob], progress: Any = None, index: int = 0, total: int = 1,
-             cache: dict[str, LTData] | None = None) -> list[RunOutcome]:
-    """One run alone, or a pack."""
-    if len(unit) == 1:
-        return [run_job(unit[0], progress, index, total, cache)]
-    return run_pack(unit, progress, index, total, cache)
-
-
-def run_pack(jobs: list[RunJob], progress: Any = None, index: int = 0, total: int = 1,
-             cache: dict[str, LTData] | None = None) -> list[RunOutcome]:
-    """Train runs of one configuration together; each gets its own record, checkpoint, weights and tracker run.
-
-    Every run is locked as in `run_job`; runs held elsewhere or already finished are left out of the pack.
-    """
-    from filelock import FileLock, Timeout
-
-    from benchmark.checkpoint import CheckpointError
-    from benchmark.packed_train import fit_packed
-    from benchmark.train import Preempted
-
-    try:
-        data = load_cached(jobs[0].run.settings.data, cache if cache is not None else {})
-    except DataError as e:
-        raise SuiteError(str(e)) from None
-    outcomes: list[RunOutcome] = []
-    active, locks = [], []
-    for job in jobs:
-        job.path.parent.mkdir(parents=True, exist_ok=True)
-        lock = FileLock(str(job.path.with_suffix(".lock")), timeout=0)
-        try:
-            lock.acquire()
-        except Timeout:
-            outcomes.append(RunOutcome(job.run, "running elsewhere", job.path))
-            continue
-        go, status = should_run(job.path, job.retry_failed, job.force)
-        if not go:
-            lock.release()
-            outcomes.append(RunOutcome(job.run, f"skipped ({status})", job.path))
-            continue
-        active.append(job)
-        locks.append(lock)
-    if len(active) < 2:
-        for lock in locks:
-            lock.release()
-        return outcomes + [run_job(j, progress, index, total, cache) for j in active]
-    previous = stop_on_sigterm()
-    try:
-        for job in active:
-            if job.force:
-                job.path.with_suffix(".ckpt").unlink(missing_ok=True)
-        trackers = [make_tracker(j.tracker, wandb_dir()) for j in active]
-        bases = [record_base(j.run, data) for j in active]
-        hooks = [start_tracking(j.run, t, progress.start_run(j.run, index + i, total) if progress else None)
-                 for i, (j, t) in enumerate(zip(active, trackers, strict=True))]
-        try:
-            results: list[Any] = fit_packed([j.run.settings for j in active], data, hooks,
-                                            [j.path.with_suffix(".ckpt") for j in active],
-                                            [j.run.run_id for j in active])
-        except (Preempted, CheckpointError):
-            for t in trackers:
-                t.finish({"status": "preempted"}, None, failed=True)
-            raise
-        except Exception as e:  # the pack as a whole failed: every member gets the failed record
-            results = [e] * len(active)
-        for job, base, tracker, res in zip(active, bases, trackers, results, strict=True):
-            if isinstance(res, BaseException):
-                rec = failed_record(base, tracker, res)
-            else:
-                save_weights(res.model, job.path.with_suffix(".weights.pt"))
-                rec = done_record(base, job.run, data, tracker, res, None)
-            outcomes.append(finish_job(job, rec, progress))
-        return outcomes
-    finally:
-        for lock in locks:
-            lock.release()
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+def describe_unit(unit: list[J]) -> dict[str, Any]:
+    """A unit's size, epochs and images per epoch of each member (for plans and logs)."""
+    s = unit[0].run.settings
+    return {"size": len(unit), "epochs": s.train.epochs, "runs": [j.run.run_id for j in unit],
+            "images_per_epoch": [train_images(j.run.settings) for j in unit]}

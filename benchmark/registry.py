@@ -25,6 +25,8 @@ class Entry(Generic[T]):
     name: str
     obj: T
     description: str
+    packable: bool = True  # may share a training step with other runs (one packed network, one CUDA graph)
+    graph_safe: bool = True  # its per-step work has no host sync and fixed shapes (capturable in a CUDA graph)
 
 
 class Registry(Generic[T]):
@@ -42,13 +44,14 @@ class Registry(Generic[T]):
         self.kind = kind
         self._entries: dict[str, Entry[T]] = {}
 
-    def register(self, name: str, description: str) -> Callable[[T], T]:
-        """Decorator that registers `obj` under `name`; a duplicate name is an error."""
+    def register(self, name: str, description: str, *, packable: bool = True,
+                 graph_safe: bool = True) -> Callable[[T], T]:
+        """Decorator that registers `obj` under `name` with what it can do; a duplicate name is an error."""
 
         def deco(obj: T) -> T:
             if name in self._entries:
                 raise ValueError(f"{self.kind}: '{name}' is already registered")
-            self._entries[name] = Entry(name, obj, description)
+            self._entries[name] = Entry(name, obj, description, packable, graph_safe)
             return obj
 
         return deco

@@ -14,10 +14,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from benchmark.components import DataOptionError, dataset_options, load_dataset
 from benchmark.config import REPO_ROOT, RunSpec, SuiteError, SuiteSpec, plan, slug
 from benchmark.data.base import DataError, LTData, datasets
 from benchmark.data.profile import shot_groups
-from benchmark.distributed import rank_world
+from benchmark.engine.checkpoint import CheckpointError
+from benchmark.engine.distributed import rank_world
+from benchmark.engine.loop import Run, fit, train_pack
+from benchmark.engine.parts import build_model, reweight_epoch_of
+from benchmark.engine.runtime import Preempted, request_stop
 from benchmark.records import RunRecord, environment, read_record, record_path, write_record
 from benchmark.registry import UnknownComponentError
 from benchmark.settings import DataSettings, RunSettings
@@ -72,7 +77,10 @@ def check_components(s: RunSettings) -> None:
     if loss.backbones and not fnmatch.fnmatch(s.backbone.name, loss.backbones):
         raise SuiteError(f"loss '{s.method.loss}' needs a backbone matching '{loss.backbones}', "
                          f"not '{s.backbone.name}'")
-    options = dataset_options(s.data)
+    try:
+        options = dataset_options(s.data)
+    except DataOptionError as e:
+        raise SuiteError(str(e)) from None
     if s.data.name in ("imagenet_lt", "inat2018") and s.train.augment not in ("standard", "imagenet_strong"):
         raise SuiteError(f"train.augment '{s.train.augment}' does not apply to file dataset '{s.data.name}': "
                          f"use standard or imagenet_strong")
@@ -99,35 +107,15 @@ def check_plan(runs: list[RunSpec], where: str) -> None:
             raise SuiteError(f"{where}: {cell}: {e}") from None
 
 
-# Settings every dataset may ignore (a generated dataset has no files to find or download).
-_COMMON_DATA_OPTIONS = {"imbalance_ratio", "root", "download", "split_seed"}
-
-
-def dataset_options(d: DataSettings) -> dict[str, Any]:
-    """Builder kwargs from the data settings; None means "the dataset's default" and is dropped.
-
-    A dataset-specific option the builder does not take is an error.
-    """
-    accepted = inspect.signature(datasets.get(d.name).build).parameters
-    out = {}
-    for k, v in d.model_dump().items():
-        if k == "name" or v is None:
-            continue
-        if k in accepted:
-            out[k] = v
-        elif k not in _COMMON_DATA_OPTIONS:
-            raise SuiteError(f"data.{k} is not an option of dataset '{d.name}'")
-    return out
-
-
-def load_dataset(d: DataSettings) -> LTData:
-    return datasets.get(d.name).build(**dataset_options(d))
+CACHED_DATASETS = 4  # datasets kept in memory between units (a pack may hold runs on several)
 
 
 def load_cached(d: DataSettings, cache: dict[str, LTData]) -> LTData:
+    """The dataset of these settings, loaded once; one object per settings, so a pack's runs share it."""
     key = d.model_dump_json()
     if key not in cache:
-        cache.clear()  # one dataset in memory at a time
+        if len(cache) >= CACHED_DATASETS:
+            cache.pop(next(iter(cache)))
         cache[key] = load_dataset(d)
     return cache[key]
 
@@ -146,8 +134,6 @@ _RECIPES = {"imagenet_lt": {(256, 100): "paper (batch 256, 100 epochs)", (128, 1
 
 def choices_for(s: RunSettings, data: Any) -> dict[str, str]:
     """Where the paper and the official code differ, the choice this run made (stored in its record)."""
-    from benchmark.train import reweight_epoch_of
-
     out = {"reported_epoch": "best test epoch (official code) and last epoch, both recorded",
            "shots": f"many n > {s.eval.many_above}, few n < {s.eval.few_below}"
                     + {20: " (test.py: n = 20 is medium)", 21: " (train scripts: n = 20 is few)"}.get(
@@ -191,36 +177,6 @@ def start_tracking(r: RunSpec, tracker: Tracker,
     return hook
 
 
-def execute(r: RunSpec, data: LTData, tracker: Tracker, on_epoch: Callable[[dict[str, Any]], None] | None,
-            path: Path) -> RunRecord:
-    """Train one run and build its record; an exception becomes a failed record.
-
-    The loop checkpoints to <run_id>.ckpt every epoch (a restarted run resumes there); a finished run
-    keeps only its final weights, <run_id>.weights.pt.
-    """
-    from benchmark.checkpoint import CheckpointError
-    from benchmark.train import Preempted, fit
-
-    base = record_base(r, data)
-    hook = start_tracking(r, tracker, on_epoch)
-    stage1 = None
-    try:
-        if r.settings.stage2 is None:
-            res = fit(r.settings, data, on_epoch=hook, checkpoint=path.with_suffix(".ckpt"), run_id=r.run_id)
-        else:
-            from benchmark.stage2 import finetune
-
-            model, stage1 = stage1_model(r, data, path, hook)
-            res = finetune(r.settings, data, model, on_epoch=hook)
-        save_weights(res.model, path.with_suffix(".weights.pt"))
-    except (Preempted, CheckpointError):
-        tracker.finish({"status": "preempted"}, None, failed=True)
-        raise  # not a result: the run resumes (pre-emption) or the user fixes the input (foreign checkpoint)
-    except Exception as e:
-        return failed_record(base, tracker, e)
-    return done_record(base, r, data, tracker, res, stage1)
-
-
 def failed_record(base: dict[str, Any], tracker: Tracker, e: BaseException) -> RunRecord:
     """Close the tracker as failed; the record keeps the exception and the traceback's last lines."""
     tb = traceback.format_exception(e)
@@ -256,8 +212,6 @@ def stage1_model(r: RunSpec, data: LTData, path: Path, hook: Callable[[dict[str,
     """The stage-1 model of a two-stage run: the weights of a finished run of the suite with exactly the stage-1
     settings (e.g. the 'CE-DRW + CMO' row for 'CE-DRW + CMO + LAS'), else trained here first."""
     import torch
-
-    from benchmark.train import build_model, fit
 
     s1 = r.settings.stage1()
     suite_dir = path.parent.parent
@@ -336,44 +290,92 @@ def should_run(path: Path, retry_failed: bool, force: bool) -> tuple[bool, str |
     return status == "failed" and retry_failed, status
 
 
-def run_job(job: RunJob, progress: Any = None, index: int = 0, total: int = 1,
-            cache: dict[str, LTData] | None = None) -> RunOutcome:
-    """Execute one run under a file lock: another process holding the run is left alone, the record is
-    re-checked under the lock, and the record is written atomically before the checkpoint is removed."""
+def run_unit(unit: list[RunJob], progress: Any = None, index: int = 0, total: int = 1,
+             cache: dict[str, LTData] | None = None) -> list[RunOutcome]:
+    """Train one run, or a pack of runs, under per-run file locks; each gets its own record, checkpoint, weights and
+    tracker run. Runs held by another process or already finished are left out (re-checked under the lock); a record
+    is written atomically before its checkpoint is removed. A stop request or an unusable checkpoint propagates (the
+    run resumes, or the user fixes the input); any other failure becomes failed records.
+    """
     from filelock import FileLock, Timeout
 
-    r, path = job.run, job.path
+    cache = cache if cache is not None else {}
     try:  # before anything is created: missing files must leave no trace
-        data = load_cached(r.settings.data, cache if cache is not None else {})
+        datas = [load_cached(j.run.settings.data, cache) for j in unit]
     except DataError as e:
         raise SuiteError(str(e)) from None
     rank, world = rank_world()
     if rank > 0:  # another process of a multi-process run: train alongside rank 0, which alone records
-        from benchmark.train import fit
-
-        if should_run(path, job.retry_failed, job.force)[0]:
-            fit(r.settings, data, checkpoint=path.with_suffix(".ckpt"), run_id=r.run_id)
-        return RunOutcome(r, f"rank {rank} of {world}", path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(str(path.with_suffix(".lock")), timeout=0)
-    try:
-        lock.acquire()
-    except Timeout:
-        return RunOutcome(r, "running elsewhere", path)
-    previous = stop_on_sigterm()
-    try:
-        go, status = should_run(path, job.retry_failed, job.force)
+        job = unit[0]
+        if should_run(job.path, job.retry_failed, job.force)[0]:
+            train_pack([Run(job.run.settings, datas[0], job.run.run_id, job.path.with_suffix(".ckpt"))])
+        return [RunOutcome(job.run, f"rank {rank} of {world}", job.path)]
+    outcomes: list[RunOutcome] = []
+    active: list[tuple[RunJob, LTData]] = []
+    locks = []
+    for job, data in zip(unit, datas, strict=True):
+        job.path.parent.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(str(job.path.with_suffix(".lock")), timeout=0)
+        try:
+            lock.acquire()
+        except Timeout:
+            outcomes.append(RunOutcome(job.run, "running elsewhere", job.path))
+            continue
+        go, status = should_run(job.path, job.retry_failed, job.force)
         if not go:
-            return RunOutcome(r, f"skipped ({status})", path)
-        if job.force:
-            path.with_suffix(".ckpt").unlink(missing_ok=True)  # --force starts from scratch
-        on_epoch = progress.start_run(r, index, total) if progress else None
-        rec = execute(r, data, make_tracker(job.tracker, wandb_dir()), on_epoch, path)
-        return finish_job(job, rec, progress)
+            lock.release()
+            outcomes.append(RunOutcome(job.run, f"skipped ({status})", job.path))
+            continue
+        active.append((job, data))
+        locks.append(lock)
+    previous = stop_on_sigterm() if active else None
+    try:
+        if active:
+            outcomes += _train_and_record(active, progress, index, total)
+        return outcomes
     finally:
-        lock.release()
+        for lock in locks:
+            lock.release()
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+
+
+def _train_and_record(active: list[tuple[RunJob, LTData]], progress: Any, index: int,
+                      total: int) -> list[RunOutcome]:
+    """Open the trackers, train the runs together (a two-stage run alone), write each record."""
+    for job, _ in active:
+        if job.force:
+            job.path.with_suffix(".ckpt").unlink(missing_ok=True)  # --force starts from scratch
+    trackers = [make_tracker(job.tracker, wandb_dir()) for job, _ in active]
+    bases = [record_base(job.run, data) for job, data in active]
+    hooks = [start_tracking(job.run, t, progress.start_run(job.run, index + i, total) if progress else None)
+             for i, ((job, _), t) in enumerate(zip(active, trackers, strict=True))]
+    stage1: dict[str, Any] | None = None
+    try:
+        job, data = active[0]
+        if job.run.settings.stage2 is not None:  # a two-stage run is never packed
+            from benchmark.engine.stage2 import finetune
+
+            model, stage1 = stage1_model(job.run, data, job.path, hooks[0])
+            results: list[Any] = [finetune(job.run.settings, data, model, on_epoch=hooks[0])]
+        else:
+            results = train_pack([Run(j.run.settings, d, j.run.run_id, j.path.with_suffix(".ckpt"), hook)
+                                  for (j, d), hook in zip(active, hooks, strict=True)])
+    except (Preempted, CheckpointError):
+        for t in trackers:
+            t.finish({"status": "preempted"}, None, failed=True)
+        raise
+    except Exception as e:  # the unit as a whole failed: every run gets the failed record
+        results = [e] * len(active)
+    outcomes = []
+    for (job, data), base, tracker, res in zip(active, bases, trackers, results, strict=True):
+        if isinstance(res, BaseException):
+            rec = failed_record(base, tracker, res)
+        else:
+            save_weights(res.model, job.path.with_suffix(".weights.pt"))
+            rec = done_record(base, job.run, data, tracker, res, stage1)
+        outcomes.append(finish_job(job, rec, progress))
+    return outcomes
 
 
 def wandb_dir() -> Path:
@@ -395,8 +397,6 @@ def stop_on_sigterm() -> Any:
     """SIGTERM asks the loop to stop at the next step (main thread only); returns the previous handler."""
     if threading.current_thread() is not threading.main_thread():
         return None
-    from benchmark.train import request_stop
-
     return signal.signal(signal.SIGTERM, lambda signum, frame: request_stop())
 
 

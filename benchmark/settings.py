@@ -92,6 +92,8 @@ class TrainSettings(Strict):
     cuda_graph: bool | None = Field(None, description="replay forward + backward from a CUDA graph; None: on CUDA")
     compile: bool = Field(False, description="torch.compile the model for full-size batches (costs tens of seconds "
                                              "of compilation per run)")
+    checkpoint_every_s: float = Field(300.0, ge=0.0, description="save the resumable state at the end of an epoch "
+                                      "once this many seconds have passed since the last save (0: every epoch)")
 
 
 class Stage2Settings(Strict):
@@ -155,7 +157,14 @@ class RunSettings(Strict):
 # part of its id: the same experiment on a CPU, an fp32 GPU or a bf16 graphed GPU is one run.
 _NOT_IDENTITY: dict[str, Any] = {"data": {"root", "download"},
                                  "train": {"device", "workers", "precision", "channels_last", "cuda_graph",
-                                           "compile"}}
+                                           "compile", "checkpoint_every_s"}}
+
+
+# The train settings that runs trained together in one pack share: the step's batch shape and count, the optimiser
+# and schedule, the execution. Everything else (loss, rule, mixer, samplers, seed, backbone, data) may differ.
+PACK_SHARED_TRAIN = frozenset({"epochs", "batch_size", "steps_per_epoch", "lr", "momentum", "weight_decay",
+                               "nesterov", "schedule", "warmup_epochs", "milestones", "gamma", "device", "precision",
+                               "channels_last", "cuda_graph", "compile", "checkpoint_every_s"})
 
 
 def _digest(obj: Any) -> str:

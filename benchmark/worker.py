@@ -6,8 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from benchmark.packing import run_unit
-from benchmark.runner import RunJob
+from benchmark.runner import RunJob, run_unit
 
 
 def main(job_file: str) -> int:

@@ -8,9 +8,11 @@ from pathlib import Path
 import pytest
 
 PKG = Path(__file__).resolve().parents[1] / "benchmark"
-COMPONENTS = ["data", "backbones", "methods", "metrics.py", "train.py", "checkpoint.py", "stage2.py", "packed.py"]
+COMPONENTS = ["data", "backbones", "methods", "registry.py", "settings.py", "components.py"]
+ENGINE = ["engine"]
 FORBIDDEN = {"wandb", "yaml", "typer", "benchmark.config", "benchmark.records", "benchmark.tracking",
-             "benchmark.runner", "benchmark.report", "benchmark.cli", "benchmark.executors"}
+             "benchmark.runner", "benchmark.report", "benchmark.cli", "benchmark.executors", "benchmark.packing",
+             "benchmark.worker", "benchmark.bench"}
 
 
 def _imports(path: Path) -> set[str]:
@@ -18,8 +20,12 @@ def _imports(path: Path) -> set[str]:
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
             names.update(a.name for a in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            names.add(node.module)
+        elif isinstance(node, ast.ImportFrom):
+            assert node.level == 0, f"{path.name}: relative import (use the absolute module path)"
+            if node.module == "benchmark":  # from benchmark import x
+                names.update(f"benchmark.{a.name}" for a in node.names)
+            elif node.module:
+                names.add(node.module)
     return names
 
 
@@ -28,14 +34,24 @@ def _files(entry: str) -> list[Path]:
     return sorted(p.rglob("*.py")) if p.is_dir() else [p]
 
 
+def _forbidden(path: Path, forbidden: set[str]) -> set[str]:
+    return {m for m in _imports(path) if any(m == f or m.startswith(f + ".") for f in forbidden)}
+
+
 @pytest.mark.parametrize("path", [f for e in COMPONENTS for f in _files(e)], ids=lambda p: str(p.relative_to(PKG)))
-def test_components_do_not_import_the_outer_layers(path: Path) -> None:
-    bad = {m for m in _imports(path) if any(m == f or m.startswith(f + ".") for f in FORBIDDEN)}
+def test_components_do_not_import_the_engine_or_outer_layers(path: Path) -> None:
+    bad = _forbidden(path, FORBIDDEN | {"benchmark.engine"})
+    assert not bad, f"{path.name} imports {sorted(bad)}"
+
+
+@pytest.mark.parametrize("path", [f for e in ENGINE for f in _files(e)], ids=lambda p: str(p.relative_to(PKG)))
+def test_engine_does_not_import_the_outer_layers(path: Path) -> None:
+    bad = _forbidden(path, FORBIDDEN)
     assert not bad, f"{path.name} imports {sorted(bad)}"
 
 
 @pytest.mark.parametrize("path", _files("report") + _files("records.py") + _files("config.py") + _files("settings.py"),
                          ids=lambda p: str(p.relative_to(PKG)))
 def test_reporting_side_never_imports_torch(path: Path) -> None:
-    bad = {m for m in _imports(path) if m == "torch" or m.startswith("torch.") or m.startswith("benchmark.train")}
+    bad = {m for m in _imports(path) if m == "torch" or m.startswith("torch.") or m.startswith("benchmark.engine.loop")}
     assert not bad, f"{path.name} imports {sorted(bad)}"

@@ -87,9 +87,9 @@ def test_bench_cpu_json() -> None:
     res = runner.invoke(app, ["bench", "--device", "cpu", "--json", "--ks", "1,2", "--steps", "1"])
     assert res.exit_code == 0, res.output
     out = json.loads(res.output[res.output.index("{\n"):])
-    names = [v["variant"] if "variant" in v else v.get("name") for v in out["variants"]]
-    assert "reference" in names and any("packed K=2" in str(n) for n in names)
-    assert all(v["images_per_s"] > 0 for v in out["variants"])
+    names = [v["name"] for v in out["variants"]]
+    assert names == ["reference", "loop", "loop packed K=2", "loop hetero K=2"]
+    assert all(v["images_per_s"] > 0 and v["function"] == "benchmark.engine.loop.train_pack" for v in out["variants"])
 
 
 def test_record_choices_name_the_code_vs_paper_decisions() -> None:

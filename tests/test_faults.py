@@ -94,7 +94,8 @@ def test_failed_run_summary_exit_1_and_retry(tiny_suite: Path, tmp_path: Path) -
     assert again.exit_code == 1 and "skipped (done)" in again.output  # retried (and fails again), done untouched
 
 
-SLOW_SUITE = TINY_SUITE.replace("max_per_class: 24", "max_per_class: 120").replace("epochs: 2", "epochs: 3")
+SLOW_SUITE = TINY_SUITE.replace("max_per_class: 24", "max_per_class: 120").replace(
+    "epochs: 2", "epochs: 3, checkpoint_every_s: 0")
 
 
 def _cli(args: list[str], **kw: object) -> subprocess.Popen:

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import torch
 
+from benchmark.engine.loop import fit, make_source
 from benchmark.runner import load_dataset
 from benchmark.settings import RunSettings
-from benchmark.train import fit, make_source
 from tests.test_split_lists import make_fixture
 
 

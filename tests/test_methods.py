@@ -153,9 +153,9 @@ def test_cosine_warmup_400() -> None:
 
 def test_foreground_sampler_override_and_loss_args() -> None:
     from benchmark.config import SuiteError
+    from benchmark.engine.parts import build_parts
     from benchmark.runner import check_components, load_dataset
     from benchmark.settings import RunSettings
-    from benchmark.train import build_parts
 
     s = RunSettings.model_validate({
         "data": {"name": "synthetic_lt", "imbalance_ratio": 4, "num_classes": 4, "max_per_class": 24,
@@ -166,7 +166,7 @@ def test_foreground_sampler_override_and_loss_args() -> None:
     check_components(s)
     data = load_dataset(s.data)
     labels = torch.from_numpy(data.train_y)
-    p = build_parts(s, data, labels, torch.device("cpu"), 160)
+    p = build_parts(s, data, labels, torch.device("cpu"))
     n = torch.tensor(data.class_counts, dtype=torch.float64)
     beta = (n.sum() - 1) / n.sum()
     assert torch.allclose(p.foreground.weights, ((1 - beta) / (1 - beta ** n))[labels])  # E(k), not q(r)

@@ -9,8 +9,8 @@ import pytest
 
 from benchmark.components import registries
 from benchmark.config import load_suite, plan
+from benchmark.engine.loop import fit
 from benchmark.runner import check_plan, load_dataset
-from benchmark.train import fit
 
 # Components that only work in a combination: the row that exercises them.
 PARTNERS = {

@@ -12,14 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from benchmark.checkpoint import CheckpointError
+from benchmark.engine.checkpoint import CheckpointError
+from benchmark.engine.loop import fit
 from benchmark.runner import load_dataset
 from benchmark.settings import RunSettings
-from benchmark.train import fit
 
 SETTINGS = {"data": {"name": "synthetic_lt", "imbalance_ratio": 4, "num_classes": 4, "max_per_class": 48,
                      "test_per_class": 4, "image_size": 8},
-            "train": {"epochs": 4, "batch_size": 8, "warmup_epochs": 1, "device": "cpu"},
+            "train": {"epochs": 4, "batch_size": 8, "warmup_epochs": 1, "device": "cpu", "checkpoint_every_s": 0},
             "method": {"mixer": "cmo"}, "mixer": {"start": -1, "end": 0}}
 
 
@@ -60,7 +60,7 @@ version: 1
 title: kill test
 defaults:
   data: {name: synthetic_lt, imbalance_ratio: 4, num_classes: 4, max_per_class: 200, test_per_class: 4, image_size: 16}
-  train: {epochs: 6, batch_size: 8, warmup_epochs: 1, device: cpu}
+  train: {epochs: 6, batch_size: 8, warmup_epochs: 1, device: cpu, checkpoint_every_s: 0}
   mixer: {start: -1, end: 0}
 seeds: [0]
 rows:

@@ -12,11 +12,11 @@ import torch.nn.functional as F
 import benchmark.backbones  # noqa: F401  (registers the ride_* models)
 from benchmark.backbones import build_backbone
 from benchmark.config import SuiteError
+from benchmark.engine.loop import fit
 from benchmark.methods.losses import LossContext, losses, mixed_loss
 from benchmark.methods.ride_loss import RIDELoss
 from benchmark.runner import check_components, load_dataset
 from benchmark.settings import RunSettings
-from benchmark.train import fit
 
 COUNTS = [100, 10, 1]
 
@@ -169,8 +169,8 @@ def test_ride_loss_components_isolated() -> None:
     div = full(_out(), target).item() - base_only(_out(), target).item()
     assert div < 0  # negative lambda: diversity lowers the loss
     assert div == pytest.approx(_hand(None, False)[0] - _hand(None, False, lam=0.0)[0], rel=1e-5)
-    assert RIDELoss(COUNTS, reweight_epoch=100).temperature_on is False  # epoch 0 before set_epoch
-    assert RIDELoss(COUNTS, reweight_epoch=0).temperature_on is True
+    assert RIDELoss(COUNTS, reweight_epoch=100).temperature_on.item() == 0.0  # epoch 0 before set_epoch
+    assert RIDELoss(COUNTS, reweight_epoch=0).temperature_on.item() == 1.0
 
 
 def test_ride_loss_registry_and_mixing() -> None:

@@ -10,13 +10,13 @@ import torch
 import torch.nn.functional as F
 
 from benchmark.config import load_suite
+from benchmark.engine.loop import build_model
+from benchmark.engine.stage2 import finetune
 from benchmark.methods.las import las_epsilons
 from benchmark.methods.losses import LossContext, losses
 from benchmark.records import read_record
 from benchmark.runner import load_dataset, run_suite
 from benchmark.settings import RunSettings
-from benchmark.stage2 import finetune
-from benchmark.train import build_model
 
 
 def test_las_epsilons_concave_by_hand() -> None:

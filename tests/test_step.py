@@ -7,11 +7,11 @@ from collections import Counter
 import pytest
 import torch
 
-from benchmark.methods.losses import CrossEntropy, LDAMLoss, mixed_loss
-from benchmark.runner import load_dataset
+from benchmark.components import load_dataset
+from benchmark.engine.loop import Run, fit, train_pack
+from benchmark.engine.step import Execution, PackBatch, TrainStep, host_sync_sites, resolve_execution
+from benchmark.methods.losses import CrossEntropy, LDAMLoss, mixed_loss, step_loss
 from benchmark.settings import RunSettings
-from benchmark.step import Execution, TrainStep, host_sync_sites, resolve_execution
-from benchmark.train import fit
 
 TINY = {"data": {"name": "synthetic_lt", "imbalance_ratio": 4, "num_classes": 4, "max_per_class": 64,
                  "test_per_class": 4, "image_size": 8},
@@ -28,8 +28,8 @@ def test_auto_execution_is_fast_on_cuda_and_plain_on_cpu() -> None:
     assert resolve_execution("fp32", False, False, CUDA).cuda_graph is False
     ddp = resolve_execution("auto", None, None, CUDA, world=2)
     assert not ddp.cuda_graph and "DDP" in ddp.note
-    ride = resolve_execution("auto", None, True, CUDA, graph_safe=False)
-    assert not ride.cuda_graph and "per epoch" in ride.note
+    unsafe = resolve_execution("auto", None, True, CUDA, not_graph_safe="loss x")
+    assert not unsafe.cuda_graph and "loss x is not graph-safe" in unsafe.note
     assert "needs CUDA" in resolve_execution("auto", None, True, CPU).note
 
 
@@ -53,6 +53,24 @@ def test_graph_mixed_form_equals_the_plain_and_scalar_forms(crit: torch.nn.Modul
     by_hand = lam * crit(out, ya, w) + (1 - lam) * crit(out, yb, w)  # CMO: two weighted means
     assert torch.allclose(mixed_loss(crit, out, ya, yb, torch.tensor(lam), w), by_hand, atol=1e-6)
     assert torch.allclose(mixed_loss(crit, out, ya, yb, lam, w), by_hand, atol=1e-6)
+    lam_row, one, zero = torch.full((16,), lam), torch.tensor(1.0), torch.tensor(0.0)
+    assert torch.allclose(step_loss(crit, out, ya, yb, lam_row, one, w, False), by_hand, atol=1e-6)
+    plain = step_loss(crit, out, ya, ya, torch.ones(16), zero, ones, False)
+    assert torch.allclose(plain, crit(out, ya, None), atol=1e-6)
+
+
+def test_per_sample_step_loss_is_remix_when_mixed_and_plain_otherwise() -> None:
+    """Remix's form: the batch mean of per-sample mixtures on mixed steps; the weighted mean (sum w L / sum w) of the
+    plain loss on the other steps, with no branch on the host."""
+    crit, g = CrossEntropy(), torch.Generator().manual_seed(1)
+    out, ya, yb = torch.randn(8, 3, generator=g), torch.randint(0, 3, (8,), generator=g), torch.randint(0, 3, (8,))
+    lam, w = torch.rand(8, generator=g), torch.tensor([0.2, 1.0, 3.0])
+    per_a = torch.nn.functional.cross_entropy(out, ya, reduction="none") * w[ya]
+    per_b = torch.nn.functional.cross_entropy(out, yb, reduction="none") * w[yb]
+    mixed = step_loss(crit, out, ya, yb, lam, torch.tensor(1.0), w, True)
+    assert torch.allclose(mixed, (lam * per_a + (1 - lam) * per_b).mean(), atol=1e-6)
+    plain = step_loss(crit, out, ya, ya, torch.ones(8), torch.tensor(0.0), w, True)
+    assert torch.allclose(plain, per_a.sum() / w[ya].sum(), atol=1e-6)
 
 
 def test_bf16_channels_last_run_on_cpu_is_recorded() -> None:
@@ -97,8 +115,6 @@ SYNC_MIXERS = ["none", "cmo", "cutmix", "remix", "cmo_back", "cmo_minor", "cmo_m
 def test_training_steps_make_no_host_sync(mixer: str, pack: int) -> None:
     """Host syncs grow with epochs (loss read-out, evaluation, per-epoch samplers), not with steps: a 4-epoch run
     makes fewer than 12 more per extra epoch than a 2-epoch run, where one sync per (mixed) step would add 34."""
-    from benchmark.packed_train import fit_packed
-
     data = load_dataset(RunSettings.model_validate(GPU_RUN).data)
 
     def settings(epochs: int) -> RunSettings:
@@ -110,8 +126,7 @@ def test_training_steps_make_no_host_sync(mixer: str, pack: int) -> None:
         s = settings(epochs)
         out: list = []
         found = host_sync_sites(lambda: out.extend(
-            [fit(s, data)] if pack == 1 else fit_packed([s.model_copy(update={"seed": j}) for j in range(pack)],
-                                                        data)))
+            train_pack([Run(s.model_copy(update={"seed": j}), data) for j in range(pack)])))
         assert found is not None and all(not isinstance(r, Exception) for r in out), out
         assert len(out[0].curve) == epochs
         return Counter(found)
@@ -122,17 +137,34 @@ def test_training_steps_make_no_host_sync(mixer: str, pack: int) -> None:
     assert per_epoch < 12, (per_epoch, (long - short).most_common(6))
 
 
+class _Tiny(torch.nn.Module):
+    """A one-member pack network: [1, B, C, H, W] -> [logits]."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.BatchNorm2d(4), torch.nn.ReLU(),
+                                       torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(4, 3))
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        return [self.net(x[0])]
+
+
 def _tiny_step(ex: Execution, seed: int = 0) -> tuple[torch.nn.Module, TrainStep]:
     torch.manual_seed(seed)
-    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.BatchNorm2d(4), torch.nn.ReLU(),
-                                torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(4, 3))
+    model = _Tiny()
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     crit = CrossEntropy()
 
-    def loss_fn(out, ya, yb, lam, w):  # noqa: ANN001, ANN202
-        return crit(out, ya, w) if yb is None else mixed_loss(crit, out, ya, yb, lam, w)
+    def loss_fn(outs: list[torch.Tensor], b: PackBatch) -> torch.Tensor:
+        return torch.stack([step_loss(crit, outs[0], b.y_a[0], b.y_b[0], b.lam[0], b.mixed[0], b.w[0], False)])
 
-    return model, TrainStep(model, loss_fn, opt, ex, CPU, 3)
+    return model, TrainStep(model, loss_fn, opt, ex, CPU)
+
+
+def _batch(x: torch.Tensor, y: torch.Tensor, yb: torch.Tensor | None = None, lam: float = 1.0) -> PackBatch:
+    yb = y if yb is None else yb
+    return PackBatch(x[None], y[None], yb[None], torch.full((1, len(y)), lam), torch.tensor([float(lam != 1.0)]),
+                     torch.ones(1, 3))
 
 
 def _batches() -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -148,8 +180,8 @@ def test_compiled_step_trains_like_the_plain_model() -> None:
     m_plain, plain = _tiny_step(plain_ex)
     m_comp, comp = _tiny_step(comp_ex)
     for x, y in _batches():
-        _, a = plain(x, y, y.flip(0), 0.7)
-        _, b = comp(x, y, y.flip(0), 0.7)
+        a, _ = plain(_batch(x, y, y.flip(0), 0.7))
+        b, _ = comp(_batch(x, y, y.flip(0), 0.7))
         assert torch.allclose(a, b, atol=1e-5), (a, b)
     for p, q in zip(m_plain.parameters(), m_comp.parameters(), strict=True):
         assert torch.allclose(p, q, atol=1e-5)
@@ -167,6 +199,6 @@ def test_failed_compilation_falls_back_to_the_plain_model(monkeypatch: pytest.Mo
     m_plain, plain = _tiny_step(resolve_execution("fp32", False, False, CPU))
     m_comp, comp = _tiny_step(resolve_execution("fp32", False, False, CPU, compile=True))
     for x, y in _batches():
-        assert torch.equal(plain(x, y)[1], comp(x, y)[1])
+        assert torch.equal(plain(_batch(x, y))[0], comp(_batch(x, y))[0])
     assert "no compiler here" in comp.info()["compile_fallback"] and comp.fast_model is comp.model
     assert all(torch.equal(p, q) for p, q in zip(m_plain.parameters(), m_comp.parameters(), strict=True))

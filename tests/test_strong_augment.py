@@ -9,9 +9,9 @@ import torch
 
 from benchmark.data.augment import augmentations
 from benchmark.data.strong_augment import cifar_strong, imagenet_strong
+from benchmark.engine.loop import fit
 from benchmark.runner import load_dataset
 from benchmark.settings import RunSettings
-from benchmark.train import fit
 
 MEAN, STD = (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)
 

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from benchmark.config import load_suite, plan
+from benchmark.engine.loop import fit
 from benchmark.runner import load_dataset, run_suite
 from benchmark.settings import RunSettings
-from benchmark.train import fit
 
 TINY = {"data": {"name": "synthetic_lt", "imbalance_ratio": 4, "num_classes": 4, "max_per_class": 64,
                  "test_per_class": 4, "image_size": 8},

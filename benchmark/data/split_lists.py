@@ -283,7 +283,10 @@ def _counts(kind: str) -> Callable[..., list[int]]:
     return counts
 
 
-datasets.register("imagenet_lt", "ImageNet-LT: official OLTR split lists over ILSVRC-2012 images (no download)")(
+# Images are decoded from files by DataLoader workers, per run: file datasets train alone.
+datasets.register("imagenet_lt", "ImageNet-LT: official OLTR split lists over ILSVRC-2012 images (no download)",
+                  packable=False)(
     DatasetDef(build=build_imagenet_lt, counts=_counts("imagenet_lt")))
-datasets.register("inat2018", "iNaturalist 2018: official train / val split lists over the images (no download)")(
+datasets.register("inat2018", "iNaturalist 2018: official train / val split lists over the images (no download)",
+                  packable=False)(
     DatasetDef(build=build_inat2018, counts=_counts("inat2018")))

@@ -199,7 +199,8 @@ class ImagenetStrongTransform:
 
 augmentations.register(
     "cifar_strong", "400-epoch CIFAR (PaCo/CMO --use_randaug): 50:50 per sample AutoAugment-CIFAR10 + Cutout 16 "
-    "or SimCLR (RRC 0.2-1, jitter p0.8, gray 0.2, blur p0.5); per-sample PIL ops")(cifar_strong)
+    "or SimCLR (RRC 0.2-1, jitter p0.8, gray 0.2, blur p0.5); per-sample PIL ops", graph_safe=False)(cifar_strong)
 augmentations.register(
     "imagenet_strong", "400-epoch ImageNet-LT / iNat (--use_randaug): 50:50 per sample RRC + jitter + timm "
-    "RandAugment rand-n2-m10-mstd0.5 or SimCLR (RRC, jitter, gray 0.2, blur p0.5); per-sample PIL ops")(imagenet_strong)
+    "RandAugment rand-n2-m10-mstd0.5 or SimCLR (RRC, jitter, gray 0.2, blur p0.5); per-sample PIL ops",
+    graph_safe=False)(imagenet_strong)

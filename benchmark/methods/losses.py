@@ -24,7 +24,8 @@ class LossContext:
 
 @dataclass(frozen=True)
 class LossDef:
-    """A registered loss: its factory and the classifier head it needs ('linear' or 'cosine')."""
+    """A registered loss: its factory and the classifier head it needs ('linear' or 'cosine'). Whether it can be
+    packed or graphed is declared where it is registered (`losses.register(..., graph_safe=...)`)."""
 
     build: Callable[[LossContext], nn.Module]
     head: str = "linear"
@@ -68,6 +69,21 @@ def mixed_loss(criterion: nn.Module, out: Any, y_a: torch.Tensor, y_b: torch.Ten
         return lam * criterion(out, y_a, class_weight) + (1 - lam) * criterion(out, y_b, class_weight)
     per = lam * criterion(out, y_a, class_weight, "none") + (1 - lam) * criterion(out, y_b, class_weight, "none")
     return per.mean()
+
+
+def step_loss(criterion: nn.Module, out: Any, y_a: torch.Tensor, y_b: torch.Tensor, lam: torch.Tensor,
+              mixed: torch.Tensor, class_weight: torch.Tensor, per_sample: bool) -> torch.Tensor:
+    """One run's loss in a training step, with fixed tensor shapes (the same code eager and in a CUDA graph).
+
+    `lam` holds one label weight per sample. For a batch-level mixer (CMO, CutMix, Mixup) every entry is the batch's
+    lam and the loss is CMO's two-term form; a plain batch is lam = 1, y_b = y_a. For a per-sample mixer (Remix) the
+    loss is the batch mean of per-sample mixtures on mixed steps (`mixed` = 1) and the plain loss otherwise. Class
+    weights of ones give the unweighted loss's values.
+    """
+    if per_sample:
+        mix = mixed_loss(criterion, out, y_a, y_b, lam, class_weight)
+        return torch.where(mixed > 0, mix, criterion(out, y_a, class_weight))
+    return mixed_loss(criterion, out, y_a, y_b, lam[0], class_weight)
 
 
 class LDAMLoss(nn.Module):

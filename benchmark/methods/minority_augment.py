@@ -96,9 +96,10 @@ def minority_op(augment: MinorityAug) -> MixOp:
     return op
 
 
+# The batch grows when the op fires and `keep.any()` reads the device: these train alone, outside CUDA graphs.
 mixers.register("minority_jitter", "Table 12 CMO w/ colour jitter: class-balanced foreground (q), its minority "
-                "(medium+few) samples jittered (brightness 0.5, hue 0.3) and appended")(
-    MixerSpec("instance", "q", minority_op(color_jitter)))
+                "(medium+few) samples jittered (brightness 0.5, hue 0.3) and appended",
+                packable=False, graph_safe=False)(MixerSpec("instance", "q", minority_op(color_jitter)))
 mixers.register("minority_blur", "Table 12 CMO w/ Gaussian blur: class-balanced foreground (q), its minority "
-                "(medium+few) samples blurred (kernel 5x7, sigma 0.1-5) and appended")(
-    MixerSpec("instance", "q", minority_op(gaussian_blur)))
+                "(medium+few) samples blurred (kernel 5x7, sigma 0.1-5) and appended",
+                packable=False, graph_safe=False)(MixerSpec("instance", "q", minority_op(gaussian_blur)))

@@ -69,6 +69,7 @@ class MixerSpec:
     background: str
     foreground: str | None
     op: MixOp | None
+    per_sample_lam: bool = False  # the op gives one label weight per sample (Remix), not one lam per batch
 
     def active(self, epoch: int, epochs: int, start: int, end: int) -> bool:
         """The reference window start < epoch < epochs - end (0-based epoch)."""
@@ -135,5 +136,5 @@ mixers.register("cmo_minor", "CMO_minor (Table 11): background and foreground bo
 mixers.register("cmo_mixup", "CMO's sampling (background ~ P, foreground ~ Q) mixed by Mixup (Table 12)")(
     MixerSpec("instance", "q", mixup_op))
 mixers.register("remix", "Remix: in-batch Mixup, minority-favouring labels (kappa 3, tau 0.5)")(
-    MixerSpec("instance", "self", remix_op))
+    MixerSpec("instance", "self", remix_op, per_sample_lam=True))
 from benchmark.methods import minority_augment  # noqa: E402,F401

@@ -38,18 +38,19 @@ class RIDELoss(nn.Module):
         self.diversity_factor = diversity_factor
         self.base_temperature = base_temperature
         self.reweight_epoch = reweight_epoch
-        self.temperature_on = reweight_epoch <= 0  # until set_epoch is called: epoch 0
+        # 1.0 from the reweight epoch on: a device tensor, so a captured CUDA graph reads each epoch's value.
+        self.register_buffer("temperature_on", torch.tensor(float(reweight_epoch <= 0)), persistent=False)
 
     def set_epoch(self, epoch: int) -> None:
         """Class-wise diversity temperature from the 0-based reweight epoch on (RIDE: 1-based epoch > T)."""
-        self.temperature_on = epoch >= self.reweight_epoch
+        self.temperature_on.fill_(float(epoch >= self.reweight_epoch))
 
-    def temperature(self) -> tuple[torch.Tensor | float, float]:
-        """The diversity temperature (scalar, or a [1, C] row of per-class values) and its mean T̄."""
-        if not self.temperature_on:
-            return self.base_temperature, self.base_temperature
-        t = self.base_temperature * self.class_temperature.view(1, -1)
-        return t, self.base_temperature * self.class_temperature_mean
+    def temperature(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The diversity temperature as a [1, C] row (all base_temperature before the switch, the class-wise values
+        after it) and its mean T̄ (0-dim), both selected on the device by `temperature_on`."""
+        on = self.temperature_on
+        t = self.base_temperature * (on * self.class_temperature.view(1, -1) + (1 - on))
+        return t, self.base_temperature * (on * self.class_temperature_mean + (1 - on))
 
     def forward(self, out: Any, target: torch.Tensor, class_weight: torch.Tensor | None = None,
                 reduction: str = "mean") -> torch.Tensor:

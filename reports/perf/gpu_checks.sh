@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The speed issue's GPU checks as one command on one GPU machine, run from the repo root:
-#   1. `lt-bench bench --device cuda` (reference-style loop vs fast vs packed K = 1, 4, 8, 16) -> $OUT/bench.json
+#   1. `lt-bench bench --device cuda` (the product loop in the reference configuration, alone, packed K = 4, 8, 16,
+#      a heterogeneous pack, and with compile) -> $OUT/bench.json
 #   2. suite perf_equivalence on real CIFAR-10-LT r100: fast rows (packed, inline) beside reference rows
 #      (DataLoader, fp32, 6 processes on the GPU) -> $OUT/results.tgz (records, no weights, and the report)
-#   3. the GPU-marked tests (CUDA graph replays, packed graph, bench without host syncs)
+#   3. the GPU-marked tests (CUDA graph replays, fused network on CUDA, steps without host syncs)
 # Everything else goes to stdout; $OUT holds at most 7 files.
 # Inputs: DATA (default .devdata) holding train.npz / test.npz of the JPEG copy of CIFAR-10, decoded here into
 # torchvision's layout; optional .whl/ with wheels the machine lacks. TINY=1 runs a seconds-long CPU version
@@ -68,7 +69,7 @@ fi
 if [[ $PHASES == *tests* ]]; then
 echo "== 3. GPU tests"
 t0=$(date +%s)
-timeout -k 5 $TEST_T $PY -m pytest -q -p no:cacheprovider -m gpu tests/test_step.py tests/test_packed.py \
+timeout -k 5 $TEST_T $PY -m pytest -q -p no:cacheprovider -m gpu tests/test_step.py tests/test_fused.py \
   tests/test_bench.py 2>&1 | tail -n 30
 echo "gpu tests: $(( $(date +%s) - t0 )) s"
 fi

@@ -12,8 +12,29 @@ from typing import Any
 import torch
 from torch import nn
 
-# loss_fn(out, y_a, y_b, lam, class_weight): y_b / lam None for a plain batch; lam a float or a tensor.
-LossFn = Callable[[Any, torch.Tensor, torch.Tensor | None, Any, torch.Tensor | None], torch.Tensor]
+
+@dataclass
+class PackBatch:
+    """One step's inputs for a pack of K runs (K = 1 for a run alone), all on the device.
+
+    A plain batch is lam = 1, y_b = y_a; an unweighted loss has class weights of ones (the same values).
+    """
+
+    x: torch.Tensor  # [K, B, C, H, W] each member's (mixed) images
+    y_a: torch.Tensor  # [K, B] labels weighted by lam
+    y_b: torch.Tensor  # [K, B] labels weighted by 1 - lam
+    lam: torch.Tensor  # [K, B] label weight of y_a (one value per row, or per sample for Remix)
+    mixed: torch.Tensor  # [K] 1.0 where the member's batch was mixed this step
+    w: torch.Tensor  # [K, C] class weights of the member's rule this epoch
+
+    FIELDS = ("x", "y_a", "y_b", "lam", "mixed", "w")
+
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.x.shape)
+
+
+# loss_fn(outputs, batch) -> [K] losses: member j's loss from outputs[j] and row j of the batch.
+LossFn = Callable[[list[Any], PackBatch], torch.Tensor]
 
 
 @dataclass(frozen=True)
@@ -32,21 +53,21 @@ class Execution:
 
 
 def resolve_execution(precision: str, channels_last: bool | None, cuda_graph: bool | None, device: torch.device,
-                      world: int = 1, graph_safe: bool = True, compile: bool = False) -> Execution:
+                      world: int = 1, not_graph_safe: str = "", compile: bool = False) -> Execution:
     """'auto' / None mean: on CUDA bf16, channels_last, a CUDA graph and fused SGD; on the CPU none of them.
     torch.compile is opt-in: its compile time (tens of seconds) is about what it saves over a 200-epoch CIFAR run.
 
-    A CUDA graph needs CUDA, one process, and a loss without per-epoch Python state (`graph_safe`); when one
-    is missing the run goes eager and the reason is recorded.
+    A CUDA graph needs CUDA, one process, and components that declare themselves graph-safe (`not_graph_safe` names
+    the first that does not); when one is missing the run goes eager and the reason is recorded.
     """
     cuda = device.type == "cuda"
     prec = ("bf16" if cuda else "fp32") if precision == "auto" else precision
     why = "" if cuda else "needs CUDA" if cuda_graph else ""
     if cuda and world > 1:
         why = "off with several processes (DDP)"
-    elif cuda and not graph_safe:
-        why = "off: the loss changes per epoch in Python (eager)"
-    graph = (cuda if cuda_graph is None else cuda_graph) and cuda and world == 1 and graph_safe
+    elif cuda and not_graph_safe:
+        why = f"off: {not_graph_safe} is not graph-safe (eager)"
+    graph = (cuda if cuda_graph is None else cuda_graph) and cuda and world == 1 and not not_graph_safe
     return Execution(precision=prec, channels_last=cuda if channels_last is None else channels_last,
                      cuda_graph=graph, optimizer="fused" if cuda else "default", compile=compile,
                      note=f"cuda_graph {why}" if why and cuda_graph is not False else "")
@@ -72,137 +93,114 @@ def bf16_autocast(device: torch.device, on: bool) -> Callable[[], AbstractContex
 
 
 class TrainStep:
-    """Forward, loss, backward and optimiser step of one batch (or one packed batch of K runs).
+    """Forward, loss, backward and optimiser step of one pack batch (K runs; K = 1 for a run alone).
 
     Eager by default. With `ex.cuda_graph`, the first `warmup` full-size steps run eagerly on a side stream
     (cuDNN autotuning, lazy state), then forward + loss + backward are captured once in a CUDA graph; each
     later batch of that shape is copied into the graph's static inputs, the graph replays, and the fused SGD
     step runs eagerly (so the learning rate stays a plain float). Batches of another shape (the epoch's short
-    last batch) or per-sample lam (Remix) run eagerly on the same parameters. With `ex.compile`, full-size
-    batches go through `torch.compile(model)` (inside the graph when there is one); other shapes use the plain
-    model, so nothing recompiles; a failed compilation falls back to the plain model (`compile_fallback`).
-    A graph always computes the mixed form lam * L(y_a) + (1 - lam) * L(y_b) with class weights; a plain batch
-    is lam = 1, y_b = y_a, and no weights are ones, which give the same values. If capture fails, the run goes
-    on eagerly (`fallback`).
+    last batch) run eagerly on the same parameters. With `ex.compile`, full-size batches go through
+    `torch.compile(model)` (inside the graph when there is one); other shapes use the plain model, so nothing
+    recompiles; a failed compilation falls back to the plain model (`compile_fallback`). If capture fails, the run
+    goes on eagerly (`fallback`). Returns each member's detached loss and its count of correct background labels.
     """
 
-    def __init__(self, model: Callable[[torch.Tensor], Any], loss_fn: LossFn, optimizer: torch.optim.Optimizer,
-                 ex: Execution, device: torch.device, num_classes: int, warmup: int = 3) -> None:
+    def __init__(self, model: Callable[[torch.Tensor], list[Any]], loss_fn: LossFn, optimizer: torch.optim.Optimizer,
+                 ex: Execution, device: torch.device, warmup: int = 3) -> None:
         self.model, self.loss_fn, self.optimizer, self.ex = model, loss_fn, optimizer, ex
-        self.device, self.num_classes, self.warmup = device, num_classes, warmup
+        self.device, self.warmup = device, warmup
         self.autocast = autocast_of(ex, device)
         if device.type == "cuda":  # cuDNN autotunes each (fixed) batch shape once
             torch.backends.cudnn.benchmark = True
         self.graph: torch.cuda.CUDAGraph | None = None
-        self.static: dict[str, Any] = {}
-        self.shape: tuple[tuple[int, ...], tuple[int, ...]] | None = None
+        self.static: PackBatch | None = None
+        self.static_out: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.shape: tuple[int, ...] | None = None
         self.warmed = 0
         self.replays = 0
         self.fallback = ""
-        self.fast_model: Callable[[torch.Tensor], Any] = \
+        self.fast_model: Callable[[torch.Tensor], list[Any]] = \
             torch.compile(model, dynamic=False) if ex.compile else model  # type: ignore[arg-type]
         self.compiled_ok = not ex.compile  # set once the compiled model has run a step
         self.compile_fallback = ""
 
-    def __call__(self, x: torch.Tensor, y_a: torch.Tensor, y_b: torch.Tensor | None = None, lam: Any = None,
-                 class_weight: torch.Tensor | None = None) -> tuple[Any, torch.Tensor]:
-        """One step; returns the model output (for train accuracy) and the detached loss (one value, or one per
-        packed member), both on the device."""
-        if self.ex.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        main = self._main_shape(x, lam)
+    def __call__(self, b: PackBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        """One step; returns ([K] losses, [K] correct counts), detached, on the device."""
+        main = self._main_shape(b)
         if main and self.ex.cuda_graph and not self.fallback:
-            return self._graph_step(x, y_a, y_b, lam, class_weight)
-        return self._eager(x, y_a, y_b, lam, class_weight, self.fast_model if main else self.model)
+            return self._graph_step(b)
+        return self._eager(b, self.fast_model if main else self.model)
 
-    def _forward_loss(self, model: Callable[[torch.Tensor], Any], x: torch.Tensor, y_a: torch.Tensor,
-                      y_b: torch.Tensor | None, lam: Any, w: torch.Tensor | None) -> tuple[Any, torch.Tensor]:
+    def _forward_loss(self, model: Callable[[torch.Tensor], list[Any]],
+                      b: PackBatch) -> tuple[torch.Tensor, torch.Tensor]:
         with self.autocast():
-            out = model(x)
-        return out, self.loss_fn(out, y_a, y_b, lam, w)
+            outs = model(b.x)
+        losses = self.loss_fn(outs, b)
+        with torch.no_grad():
+            correct = torch.stack([(_logits(o).argmax(-1) == b.y_a[j]).sum() for j, o in enumerate(outs)])
+        return losses, correct
 
-    def _eager(self, x: torch.Tensor, y_a: torch.Tensor, y_b: torch.Tensor | None, lam: Any,
-               w: torch.Tensor | None, model: Callable[[torch.Tensor], Any] | None = None) -> tuple[Any, torch.Tensor]:
+    def _eager(self, b: PackBatch, model: Callable[[torch.Tensor], list[Any]] | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor]:
         model = self.model if model is None else model
         self.optimizer.zero_grad(set_to_none=self.graph is None)  # a captured graph owns the .grad tensors
         if model is self.fast_model and not self.compiled_ok:  # the first compiled step compiles
             try:
-                out, loss = self._forward_loss(model, x, y_a, y_b, lam, w)
-                loss.sum().backward()
+                losses, correct = self._forward_loss(model, b)
+                losses.sum().backward()
                 self.compiled_ok = True
             except Exception as e:  # Inductor / Triton missing or failing: the plain model from here on
                 self.compile_fallback = f"compile failed: {type(e).__name__}: {e}"[:300]
                 self.fast_model, self.compiled_ok = self.model, True
                 self.optimizer.zero_grad(set_to_none=self.graph is None)
-                return self._eager(x, y_a, y_b, lam, w)
+                return self._eager(b)
         else:
-            out, loss = self._forward_loss(model, x, y_a, y_b, lam, w)
-            loss.sum().backward()  # a pack's loss is one value per member; each gets its own gradient
+            losses, correct = self._forward_loss(model, b)
+            losses.sum().backward()  # each member's parameters get the gradient of its own loss
         self.optimizer.step()
-        return _detached(out), loss.detach()
+        return losses.detach(), correct
 
-    def _main_shape(self, x: torch.Tensor, lam: Any) -> bool:
+    def _main_shape(self, b: PackBatch) -> bool:
         """True for batches of the first batch's shape (what is captured / compiled)."""
-        sig = (tuple(x.shape), tuple(lam.shape) if isinstance(lam, torch.Tensor) else ())
         if self.shape is None:
-            self.shape = sig
-        return sig == self.shape
+            self.shape = b.shape()
+        return b.shape() == self.shape
 
-    def _graph_step(self, x: torch.Tensor, y_a: torch.Tensor, y_b: torch.Tensor | None, lam: Any,
-                    w: torch.Tensor | None) -> tuple[Any, torch.Tensor]:
+    def _graph_step(self, b: PackBatch) -> tuple[torch.Tensor, torch.Tensor]:
         if self.graph is None and self.warmed < self.warmup:
             self.warmed += 1
             side = torch.cuda.Stream(self.device)
             side.wait_stream(torch.cuda.current_stream(self.device))
             with torch.cuda.stream(side):
-                res = self._eager(x, y_a, y_b, lam, w, self.fast_model)
+                res = self._eager(b, self.fast_model)
             torch.cuda.current_stream(self.device).wait_stream(side)
             return res
         if self.graph is None:
             try:
-                self._capture(x, y_a, y_b, lam)
+                self._capture(b)
             except RuntimeError as e:  # eager from here on; the reason goes into the record
                 self.fallback = f"capture failed: {type(e).__name__}: {e}"[:300]
                 self.graph = None
                 torch.cuda.synchronize(self.device)
                 self.optimizer.zero_grad(set_to_none=True)
-                return self._eager(x, y_a, y_b, lam, w, self.fast_model)
-        st = self.static
-        st["x"].copy_(x)
-        st["y_a"].copy_(y_a)
-        st["y_b"].copy_(y_a if y_b is None else y_b)
-        if lam is None:
-            st["lam"].fill_(1.0)
-        elif isinstance(lam, torch.Tensor):
-            st["lam"].copy_(lam)
-        else:
-            st["lam"].fill_(float(lam))
-        if w is None:
-            st["w"].fill_(1.0)
-        else:
-            st["w"].copy_(w)
-        assert self.graph is not None
+                return self._eager(b, self.fast_model)
+        assert self.graph is not None and self.static is not None and self.static_out is not None
+        for name in PackBatch.FIELDS:
+            getattr(self.static, name).copy_(getattr(b, name))
         self.graph.replay()
         self.optimizer.step()
         self.replays += 1
-        return st["out"], st["loss"]
+        return self.static_out
 
-    def _capture(self, x: torch.Tensor, y_a: torch.Tensor, y_b: torch.Tensor | None, lam: Any) -> None:
-        lam_t = lam if isinstance(lam, torch.Tensor) else torch.ones((), device=self.device)
-        self.static = {
-            "x": x.clone(memory_format=torch.channels_last if self.ex.channels_last else torch.contiguous_format),
-            "y_a": y_a.clone(), "y_b": (y_a if y_b is None else y_b).clone(),
-            "lam": lam_t.detach().clone().float(),
-            "w": torch.ones(self.num_classes, device=self.device),
-        }
-        st = self.static
+    def _capture(self, b: PackBatch) -> None:
+        self.static = PackBatch(*(getattr(b, n).clone() for n in PackBatch.FIELDS))
         torch.cuda.synchronize(self.device)
         self.optimizer.zero_grad(set_to_none=True)  # backward inside the capture allocates the static .grad tensors
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph):
-            out, loss = self._forward_loss(self.fast_model, st["x"], st["y_a"], st["y_b"], st["lam"], st["w"])
-            loss.sum().backward()
-        st["out"], st["loss"] = _detached(out), loss.detach()  # no autograd graph kept alive across steps
+            losses, correct = self._forward_loss(self.fast_model, self.static)
+            losses.sum().backward()
+        self.static_out = (losses.detach(), correct)  # no autograd graph kept alive across steps
         self.graph = graph
 
     def info(self) -> dict[str, Any]:
@@ -212,11 +210,9 @@ class TrainStep:
                 **({"compile_fallback": self.compile_fallback} if self.compile_fallback else {})}
 
 
-def _detached(out: Any) -> Any:
-    """The model output without its autograd graph (a tensor, or a dict of tensors for multi-expert models)."""
-    if isinstance(out, dict):
-        return {k: v.detach() if isinstance(v, torch.Tensor) else v for k, v in out.items()}
-    return out.detach()
+def _logits(out: Any) -> torch.Tensor:
+    """Model outputs are a logits tensor, or a dict with 'logits' (multi-expert models add 'experts')."""
+    return out["logits"] if isinstance(out, dict) else out
 
 
 def host_sync_sites(fn: Callable[[], Any]) -> list[str] | None:

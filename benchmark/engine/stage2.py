@@ -10,12 +10,15 @@ from typing import Any
 import torch
 from torch import nn
 
-from benchmark.checkpoint import TrainState
 from benchmark.data.profile import shot_groups
 from benchmark.data.samplers import SamplerContext, samplers
+from benchmark.engine.checkpoint import TrainState
+from benchmark.engine.fused import PackNet
+from benchmark.engine.loop import FitResult, evaluate, steps_per_epoch
+from benchmark.engine.parts import make_source
+from benchmark.engine.runtime import device_name, resolve_device
 from benchmark.methods.las import LabelAwareSmoothing
 from benchmark.settings import RunSettings
-from benchmark.train import FitResult, device_name, evaluate, make_source, resolve_device, steps_per_epoch
 
 
 class LogitScale(nn.Module):
@@ -60,6 +63,7 @@ def finetune(s: RunSettings, data: Any, model: nn.Module,
     steps = steps_per_epoch(n, bs, s.train.steps_per_epoch)
     st = TrainState()
     wrapped.train()
+    pack = PackNet([wrapped])  # a pack of one, for the engine's evaluation
     for epoch in range(st2.epochs):
         te = time.time()
         lr = 0.5 * st2.lr * (1 + math.cos(math.pi * epoch / st2.epochs))  # cosine to 0 over the stage
@@ -74,7 +78,7 @@ def finetune(s: RunSettings, data: Any, model: nn.Module,
             opt.step()
             loss_sum += loss.detach() * len(y)
             seen += len(y)
-        metrics, pc = evaluate(wrapped, source, data.num_classes, groups)
+        metrics, pc = evaluate(pack, [(source, data.num_classes, groups)])[0]
         st.record(epoch, metrics, pc)
         row = {"epoch": epoch, "stage": 2, "lr": lr, "train/loss": (loss_sum / seen).item(),
                **{f"test/{k}": v for k, v in metrics.items()}, "epoch_time_s": time.time() - te}

@@ -1,6 +1,8 @@
-"""PackedResNetCifar equals K separate ResNet-32s; BatchAugment equals the torchvision transforms."""
+"""PackNet: fused ResNet-32s (any heads) and side-by-side members equal separate models; BatchAugment = torchvision."""
 
 from __future__ import annotations
+
+import copy
 
 import numpy as np
 import pytest
@@ -10,10 +12,11 @@ import torchvision.transforms.functional as TF
 from PIL import Image
 from torchvision import transforms as T
 
+from benchmark.backbones import build_backbone
 from benchmark.backbones.resnet_cifar import ResNetCifar
 from benchmark.data.base import CIFAR_MEAN, CIFAR_STD
 from benchmark.data.pipeline import BatchAugment
-from benchmark.packed import PackedResNetCifar, pack_state, unpack_state
+from benchmark.engine.fused import FusedResNetCifar, PackNet
 
 K, B, HW, C = 3, 4, 16, 10
 TOL = 1e-5
@@ -28,10 +31,13 @@ def close(a: torch.Tensor, b: torch.Tensor) -> bool:
     return max_diff(a, b) <= TOL * max(1.0, float(b.abs().max()))
 
 
-def separate_models(cosine: bool, seed: int = 0) -> list[ResNetCifar]:
+HEADS = (False, True, False)  # linear, cosine (LDAM), linear: one fused trunk, each member its own head
+
+
+def separate_models(seed: int = 0) -> list[ResNetCifar]:
     """K ResNet-32s with random BN affine parameters and data-calibrated running statistics (eval not trivial)."""
     torch.manual_seed(seed)
-    models = [ResNetCifar(32, C, cosine_head=cosine) for _ in range(K)]
+    models = [ResNetCifar(32, C, cosine_head=cosine) for cosine in HEADS]
     with torch.no_grad():
         for m in models:
             bns = [mod for mod in m.modules() if isinstance(mod, torch.nn.BatchNorm2d)]
@@ -48,55 +54,59 @@ def separate_models(cosine: bool, seed: int = 0) -> list[ResNetCifar]:
     return models
 
 
-@pytest.mark.parametrize("cosine", [False, True])
-def test_pack_unpack_round_trip_is_exact(cosine: bool) -> None:
-    models = separate_models(cosine)
-    packed = PackedResNetCifar(K, 32, C, cosine_head=cosine)
-    packed.load_state_dict(pack_state(models))  # strict: names and shapes match
+def ride_model(seed: int = 2) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    return build_backbone("ride_resnet32", C, num_experts=3)
+
+
+def test_split_join_round_trip_is_exact() -> None:
+    models = [*separate_models(), ride_model()]
+    net = PackNet(models)
+    assert [type(g).__name__ for g in net.groups] == ["FusedResNetCifar", "RIDEResNetCifar"]
+    state = net.state_dict()
     for i, m in enumerate(models):
-        back = unpack_state(packed, i)
-        ref = m.state_dict()
+        back, ref = net.split(state, i), m.state_dict()
         assert back.keys() == ref.keys()
         assert all(torch.equal(back[key], ref[key]) for key in ref)
-    assert all(torch.equal(a, b) for a, b in zip(pack_state(packed.to_models()).values(),
-                                                  packed.state_dict().values(), strict=True))
+    joined = net.join([m.state_dict() for m in models])
+    assert joined.keys() == state.keys() and all(torch.equal(joined[key], state[key]) for key in state)
 
 
-@pytest.mark.parametrize("cosine", [False, True])
-def test_forward_and_bn_statistics_match_separate_models(cosine: bool) -> None:
-    models = separate_models(cosine)
-    packed = PackedResNetCifar.from_models(models)
-    x = torch.randn(K, B, 3, HW, HW)
+def test_forward_and_bn_statistics_match_separate_models() -> None:
+    models = [*separate_models(), ride_model()]
+    net = PackNet([copy.deepcopy(m) for m in models])
+    x = torch.randn(len(models), B, 3, HW, HW)
     for mode in ("train", "eval"):  # train: batch statistics per model (and running-stat updates); eval: running
-        for m in [*models, packed]:
+        for m in [*models, net]:
             m.train(mode == "train")
         with torch.no_grad():
-            out = packed(x)
-            ref = torch.stack([m(x[i]) for i, m in enumerate(models)])
-        assert out.shape == (K, B, C)
-        assert close(out, ref), (mode, max_diff(out, ref))
+            out = net(x)
+            ref = [m(x[i]) for i, m in enumerate(models)]
+        for o, r in zip(out[:K], ref[:K], strict=True):
+            assert o.shape == (B, C) and close(o, r), (mode, max_diff(o, r))
+        assert close(out[K]["experts"], ref[K]["experts"]) and close(out[K]["logits"], ref[K]["logits"])
+    state = net.state_dict()
     for i, m in enumerate(models):  # the one train-mode forward updated the same running statistics
-        back = unpack_state(packed, i)
+        back = net.split(state, i)
         for key, t in m.state_dict().items():
             assert close(back[key], t), key
 
 
-@pytest.mark.parametrize("cosine", [False, True])
-def test_gradients_match_separate_models(cosine: bool) -> None:
-    models = separate_models(cosine, seed=1)
-    packed = PackedResNetCifar.from_models(models)
+def test_gradients_match_separate_models() -> None:
+    models = separate_models(seed=1)
+    net = PackNet([copy.deepcopy(m) for m in models])
     x = torch.randn(K, B, 3, HW, HW)
     ya, yb = torch.randint(0, C, (K, B)), torch.randint(0, C, (K, B))
     lam = torch.rand(K)
-    out = packed(x)
+    out = net(x)
     # Sum over models of each model's CMO loss: each model's gradient is its stand-alone gradient.
     sum(lam[i] * F.cross_entropy(out[i], ya[i]) + (1 - lam[i]) * F.cross_entropy(out[i], yb[i])
         for i in range(K)).backward()
-    grads = {name: p.grad for name, p in packed.named_parameters()}
+    grads = {name: p.grad for name, p in net.named_parameters()}
     for i, m in enumerate(models):
         o = m(x[i])
         (lam[i] * F.cross_entropy(o, ya[i]) + (1 - lam[i]) * F.cross_entropy(o, yb[i])).backward()
-        g = unpack_state(grads, i)
+        g = net.split(grads, i)
         named = dict(m.named_parameters())
         assert g.keys() == named.keys()
         for name, p in named.items():
@@ -104,25 +114,28 @@ def test_gradients_match_separate_models(cosine: bool) -> None:
 
 
 def test_channels_last_and_autocast_run() -> None:
-    models = separate_models(False)
-    packed = PackedResNetCifar.from_models(models).to(memory_format=torch.channels_last)
+    models = separate_models()
+    net = PackNet([copy.deepcopy(m) for m in models], channels_last=True)
+    fused = net.groups[0]
+    assert isinstance(fused, FusedResNetCifar)
     x = torch.randn(K, B, 3, HW, HW)
     with torch.no_grad():
-        ref = torch.stack([m(x[i]) for i, m in enumerate(models)])
-        out = packed(x)
-        assert close(out, ref)
-        flat = packed.pack_input(x)
-        assert flat.is_contiguous(memory_format=torch.channels_last)
-        assert torch.equal(packed.forward_flat(flat), out)
+        ref = [m(x[i]) for i, m in enumerate(models)]
+        out = net(x)
+        assert all(close(o, r) for o, r in zip(out, ref, strict=True))
+        assert fused.pack_input(x).is_contiguous(memory_format=torch.channels_last)
         with torch.autocast("cpu", dtype=torch.bfloat16):
-            low = packed(x)
-    assert low.shape == (K, B, C) and torch.isfinite(low).all()
-    assert max_diff(low, ref) < 0.1 * float(ref.abs().max())
+            low = net(x)
+    for o, r in zip(low, ref, strict=True):
+        assert o.shape == (B, C) and torch.isfinite(o).all() and max_diff(o, r) < 0.1 * float(r.abs().max())
 
 
-def test_packed_model_rejects_wrong_pack_size() -> None:
+def test_only_same_shape_resnets_fuse() -> None:
+    deep = ResNetCifar(20, C)
+    net = PackNet([*separate_models(), deep])
+    assert [len(idx) for idx in net.index] == [3, 1] and net.groups[1] is deep
     with pytest.raises(ValueError):
-        PackedResNetCifar(2, 32, C)(torch.randn(3, 1, 3, 8, 8))
+        FusedResNetCifar([ResNetCifar(32, C), deep])
 
 
 def test_batch_augment_matches_torchvision() -> None:
@@ -153,9 +166,10 @@ def test_batch_augment_matches_torchvision() -> None:
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_packed_matches_separate_models_on_cuda(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
-    models = [m.cuda() for m in separate_models(False)]
-    packed = PackedResNetCifar.from_models(models).to(memory_format=torch.channels_last)
+    models = [m.cuda() for m in separate_models()]
+    net = PackNet([copy.deepcopy(m) for m in models], channels_last=True).cuda()
     x = torch.randn(K, B, 3, HW, HW, device="cuda")
-    out = packed(x)
-    ref = torch.stack([m(x[i]) for i, m in enumerate(models)])
-    assert close(out, ref), max_diff(out, ref)
+    out = net(x)
+    for i, m in enumerate(models):
+        ref = m(x[i])
+        assert close(out[i], ref), max_diff(out[i], ref)

@@ -36,13 +36,14 @@ class TrainState:
         self.last, self.pc_last = metrics, per_class
 
 
-def save_checkpoint(path: Path, run_id: str, st: TrainState, parts: Any, gen: torch.Generator,
-                    rng: np.random.Generator) -> None:
-    """Model, optimiser, every RNG state and the loop state; temp file + rename, never a partial file."""
+def save_checkpoint(path: Path, run_id: str, st: TrainState, model: dict[str, Any], optimizer: dict[str, Any],
+                    gen: torch.Generator, rng: np.random.Generator) -> None:
+    """Model and optimiser state dicts (a run's own layout), every RNG state and the loop state; temp file + rename,
+    never a partial file."""
     payload = {
         "run_id": run_id,
-        "model": getattr(parts.model, "module", parts.model).state_dict(),  # unwrapped (multi-process runs)
-        "optimizer": parts.optimizer.state_dict(),
+        "model": model,
+        "optimizer": optimizer,
         "generator": gen.get_state(),
         "torch_rng": torch.get_rng_state(),
         "numpy_rng": json.dumps(rng.bit_generator.state),
@@ -59,8 +60,10 @@ def save_checkpoint(path: Path, run_id: str, st: TrainState, parts: Any, gen: to
         raise
 
 
-def load_checkpoint(path: Path, run_id: str, parts: Any, gen: torch.Generator, rng: np.random.Generator) -> TrainState:
-    """Restore a run's state in place; a checkpoint of another run id is refused."""
+def load_checkpoint(path: Path, run_id: str, gen: torch.Generator,
+                    rng: np.random.Generator) -> tuple[TrainState, dict[str, Any], dict[str, Any]]:
+    """Restore the generators in place; returns the loop state and the model and optimiser state dicts. A checkpoint
+    of another run id is refused."""
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # truncated or foreign file
@@ -69,12 +72,10 @@ def load_checkpoint(path: Path, run_id: str, parts: Any, gen: torch.Generator, r
     if payload.get("run_id") != run_id:
         raise CheckpointError(f"{path}: checkpoint of run '{payload.get('run_id')}', not '{run_id}'; "
                               f"delete it or point the run elsewhere")
-    parts.model.load_state_dict(payload["model"])
-    parts.optimizer.load_state_dict(payload["optimizer"])
     gen.set_state(payload["generator"])
     torch.set_rng_state(payload["torch_rng"])
     rng.bit_generator.state = json.loads(payload["numpy_rng"])
-    return TrainState(**json.loads(payload["state"]))
+    return TrainState(**json.loads(payload["state"])), payload["model"], payload["optimizer"]
 
 
 def checkpoint_epoch(path: Path) -> int:
@@ -85,3 +86,15 @@ def checkpoint_epoch(path: Path) -> int:
         return int(json.loads(torch.load(path, map_location="cpu", weights_only=True)["state"])["epoch"])
     except Exception:  # an unreadable checkpoint fails loudly when its run loads it
         return 0
+
+
+def sgd_state(momentum: dict[str, torch.Tensor], names: list[str], group: dict[str, Any]) -> dict[str, Any]:
+    """An SGD state dict in the layout of a run's own optimiser (parameters numbered in `names` order)."""
+    return {"state": {i: {"momentum_buffer": momentum[n].cpu()} for i, n in enumerate(names) if n in momentum},
+            "param_groups": [{**group, "params": list(range(len(names)))}]}
+
+
+def momentum_of(optimizer_state: dict[str, Any], names: list[str]) -> dict[str, torch.Tensor]:
+    """The momentum buffers of a run's own SGD state dict, by parameter name."""
+    return {names[int(i)]: st["momentum_buffer"] for i, st in optimizer_state["state"].items()
+            if st.get("momentum_buffer") is not None}
