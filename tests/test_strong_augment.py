@@ -91,9 +91,11 @@ def test_normalisation_of_a_constant_image(factory: object) -> None:
 
 
 class _SyncScan(TorchDispatchMode):
-    """Records dispatched ops that make the host wait for the device (or index with data-dependent shapes)."""
+    """Records dispatched ops that make the host wait for the device, index with data-dependent shapes, or make a
+    tensor from Python data (on CUDA a host-to-device copy in every call, which a CUDA graph cannot replay)."""
 
-    SYNC = ("_local_scalar_dense", "nonzero", "masked_select", "unique", "masked_scatter", "repeat_interleave")
+    SYNC = ("_local_scalar_dense", "nonzero", "masked_select", "unique", "masked_scatter", "repeat_interleave",
+            "lift_fresh")
 
     def __init__(self) -> None:
         super().__init__()
@@ -149,9 +151,10 @@ def test_batched_branch_split_is_half_and_selects_the_branch() -> None:
 
 
 def test_batched_imagenet_branch_split_is_half() -> None:
-    aug = augmentations.get("imagenet_strong")(_images(1000, 16, 16), MEAN, STD, 0)
-    aug(torch.arange(1000), _gen(2))
-    assert aug.last_first is not None and _binomial_ok(aug.last_first.sum().item(), 1000, 0.5)
+    n = 600
+    aug = augmentations.get("imagenet_strong")(_images(n, 12, 12), MEAN, STD, 0)
+    aug(torch.arange(n), _gen(2))
+    assert aug.last_first is not None and _binomial_ok(aug.last_first.sum().item(), n, 0.5)
     assert (aug.last["ra_op"][aug.last_first] >= 0).any()
 
 
