@@ -12,7 +12,11 @@ from benchmark.registry import Registry
 
 
 class Augment(Protocol):
-    """Maps a batch of train indices to normalised float NCHW images; `normalize` serves evaluation."""
+    """Maps a batch of train indices to normalised float NCHW images; `normalize` serves evaluation.
+
+    What it can do is declared where it is registered: `graph_safe`, a call makes no host sync; `packable`, several
+    runs may each call it with their own generator in one step (a call draws only from the generator it is given).
+    """
 
     def __call__(self, idx: torch.Tensor, gen: torch.Generator) -> torch.Tensor: ...
 

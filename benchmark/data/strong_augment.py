@@ -1,6 +1,11 @@
-"""Strong 400-epoch train augmentations (spec §3.3): `cifar_strong` and `imagenet_strong`, per sample on PIL."""
+"""Strong 400-epoch train augmentations (spec §3.3): batched `cifar_strong` / `imagenet_strong`, PIL `*_pil`."""
 
-# Both register in `augmentations` and follow the BatchAugment interface: `aug(idx, gen)` returns normalised float
+# Registered names: `cifar_strong` and `imagenet_strong` are the batched device versions (device_augment.py, whose
+# header lists how they differ from these PIL pipelines); `cifar_strong_pil` and `imagenet_strong_pil` are the
+# per-image PIL reference below, which the tests compare against. All four are packable; only the batched ones are
+# graph-safe (the PIL ones copy each batch to the host).
+#
+# The PIL versions follow the BatchAugment interface: `aug(idx, gen)` returns normalised float
 # NCHW on the images' device, `aug.normalize(x_nhwc)` serves evaluation. Each image of the batch is copied to the
 # CPU and run through one of two per-image pipelines, picked with probability 0.5 by Python's `random`, as the
 # reference datasets do (`if random.random() < 0.5: transform[0] else transform[1]`). The ops are the reference's
@@ -43,8 +48,10 @@ from torchvision.transforms import v2
 from torchvision.transforms.functional import pil_to_tensor
 
 from benchmark.data.augment import augmentations
+from benchmark.data.device_augment import CifarStrongBatch, ImagenetStrongBatch
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)  # RandAugment fill colour, for ImageNet-LT and iNat alike (reference)
+RANDAUG_FILL = tuple(min(255, round(255 * m)) for m in IMAGENET_MEAN)  # (124, 116, 104)
 RANDAUG_CONFIG = "rand-n2-m10-mstd0.5"
 
 ImageOp = Callable[[Image.Image], torch.Tensor]  # PIL image -> uint8 CHW tensor
@@ -126,7 +133,21 @@ class TwoBranchAugment:
 
 def cifar_strong(images: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...], pad: int = 4, *,
                  p_regular: float = 0.5, autoaugment: bool = True, flip: bool = True, cutout: int = 16,
-                 simclr_blur: tuple[float, float] = (0.1, 2.0)) -> TwoBranchAugment:
+                 simclr_blur: tuple[float, float] = (0.1, 2.0)) -> CifarStrongBatch:
+    """Batched `cifar_strong_pil` on the images' device (same switches)."""
+    return CifarStrongBatch(images, mean, std, pad, p_regular=p_regular, autoaugment=autoaugment, flip=flip,
+                            cutout=cutout, simclr_blur=simclr_blur)
+
+
+def imagenet_strong(images: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...], pad: int = 0, *,
+                    p_randaug: float = 0.5) -> ImagenetStrongBatch:
+    """Batched `imagenet_strong_pil` on the images' device; `pad` is unused."""
+    return ImagenetStrongBatch(images, mean, std, p_randaug=p_randaug, fill=RANDAUG_FILL)
+
+
+def cifar_strong_pil(images: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...], pad: int = 4, *,
+                     p_regular: float = 0.5, autoaugment: bool = True, flip: bool = True, cutout: int = 16,
+                     simclr_blur: tuple[float, float] = (0.1, 2.0)) -> TwoBranchAugment:
     """CMO / PaCo CIFAR `--use_randaug`: (a) crop+flip+AutoAugment+Cutout or (b) SimCLR-style, 50:50 per sample.
 
     The keyword switches exist for tests (e.g. Cutout alone); the registered augmentation uses the defaults.
@@ -151,8 +172,8 @@ def cifar_strong(images: torch.Tensor, mean: tuple[float, ...], std: tuple[float
     return TwoBranchAugment(images, mean, std, T.Compose(regular), T.Compose(sim), p_first=p_regular)
 
 
-def imagenet_strong(images: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...], pad: int = 0, *,
-                    p_randaug: float = 0.5) -> TwoBranchAugment:
+def imagenet_strong_pil(images: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...], pad: int = 0, *,
+                        p_randaug: float = 0.5) -> TwoBranchAugment:
     """CMO / PaCo ImageNet-LT and iNat `--use_randaug`: (a) RRC+flip+jitter+RandAugment or (b) SimCLR-style.
 
     `pad` is unused (the factory signature of the registry); outputs keep the stored image size.
@@ -163,8 +184,7 @@ def imagenet_strong(images: torch.Tensor, mean: tuple[float, ...], std: tuple[fl
 
 def imagenet_strong_branches(size: tuple[int, int]) -> tuple[ImageOp, ImageOp]:
     """The two per-sample PIL pipelines of the 400-epoch ImageNet-LT / iNat recipe (output uint8 CHW tensors)."""
-    hparams = {"translate_const": int(size[0] * 0.45),
-               "img_mean": tuple(min(255, round(255 * m)) for m in IMAGENET_MEAN)}
+    hparams = {"translate_const": int(size[0] * 0.45), "img_mean": RANDAUG_FILL}
     randaug = [
         T.RandomResizedCrop(size, scale=(0.08, 1.0)),
         T.RandomHorizontalFlip(),
@@ -199,8 +219,14 @@ class ImagenetStrongTransform:
 
 augmentations.register(
     "cifar_strong", "400-epoch CIFAR (PaCo/CMO --use_randaug): 50:50 per sample AutoAugment-CIFAR10 + Cutout 16 "
-    "or SimCLR (RRC 0.2-1, jitter p0.8, gray 0.2, blur p0.5); per-sample PIL ops", graph_safe=False)(cifar_strong)
+    "or SimCLR (RRC 0.2-1, jitter p0.8, gray 0.2, blur p0.5); batched on the device")(cifar_strong)
 augmentations.register(
-    "imagenet_strong", "400-epoch ImageNet-LT / iNat (--use_randaug): 50:50 per sample RRC + jitter + timm "
-    "RandAugment rand-n2-m10-mstd0.5 or SimCLR (RRC, jitter, gray 0.2, blur p0.5); per-sample PIL ops",
-    graph_safe=False)(imagenet_strong)
+    "imagenet_strong", "400-epoch ImageNet-LT / iNat (--use_randaug): 50:50 per sample RRC + jitter + "
+    "RandAugment rand-n2-m10-mstd0.5 or SimCLR (RRC, jitter, gray 0.2, blur p0.5); batched on the device")(
+    imagenet_strong)
+augmentations.register(
+    "cifar_strong_pil", "cifar_strong as the reference's per-image PIL ops (torchvision AutoAugment, PIL blur); "
+    "host copy per batch", graph_safe=False)(cifar_strong_pil)
+augmentations.register(
+    "imagenet_strong_pil", "imagenet_strong as the reference's per-image PIL ops (timm RandAugment, PIL blur); "
+    "host copy per batch", graph_safe=False)(imagenet_strong_pil)
