@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from benchmark.config import REPO_ROOT, RunSpec, SuiteError, SuiteSpec, plan, select_rows, slug
+from benchmark.config import REPO_ROOT, RunSpec, SuiteError, SuiteSpec, plan, slug
 from benchmark.records import RunRecord, read_record, record_path, write_record
 from benchmark.settings import DataSettings, RunSettings
 
@@ -103,7 +103,11 @@ def plan_suites(suites: list[tuple[SuiteSpec, str | Path]], *, seeds: list[int] 
         known = {k for spec, _ in suites for r in spec.rows for k in (r.name, slug(r.name))}
         unknown = [r for r in rows if r not in known]
         if unknown:
-            select_rows(suites[0][0], unknown)  # raises with the first suite's close matches
+            import difflib
+
+            close = difflib.get_close_matches(unknown[0], sorted(known), n=3)
+            hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+            raise SuiteError(f"no row '{unknown[0]}' in suites {', '.join(s.suite for s, _ in suites)}.{hint}")
     runs: list[RunSpec] = []
     for spec, where in suites:
         sel = rows
@@ -686,7 +690,7 @@ def dry_run(mp: MultiPlan, *, runs_per_gpu: int | None = None, device_kind: str 
             for c in costs:
                 np_ = skipped.setdefault(c.dataset, NotProjected(
                     dataset=c.dataset, runs=0, member_epochs=0, train_images=0, eval_images=0,
-                    reason=f"no throughput profile for {c.dataset} (bench measures CIFAR-shaped in-memory runs)"))
+                    reason=f"no throughput profile for {c.dataset}: bench measures CIFAR-shaped in-memory runs"))
                 np_.runs += 1
                 np_.member_epochs += c.epochs
                 np_.train_images += c.train_images
