@@ -254,7 +254,8 @@ def done_record(base: dict[str, Any], r: RunSpec, data: LTData, tracker: Tracker
 def stage1_model(r: RunSpec, data: LTData, path: Path, hook: Callable[[dict[str, Any]], None]
                  ) -> tuple[Any, dict[str, Any]]:
     """The stage-1 model of a two-stage run: the weights of a finished run of the suite with exactly the stage-1
-    settings (e.g. the 'CE-DRW + CMO' row for 'CE-DRW + CMO + LAS'), else trained here first."""
+    settings (e.g. the 'CE-DRW + CMO' row for 'CE-DRW + CMO + LAS'; for a linked copy, the weights of the run it
+    names in `reused_from`), else trained here first."""
     import torch
 
     from benchmark.train import build_model, fit
@@ -262,11 +263,15 @@ def stage1_model(r: RunSpec, data: LTData, path: Path, hook: Callable[[dict[str,
     s1 = r.settings.stage1()
     suite_dir = path.parent.parent
     for cand in sorted(suite_dir.glob(f"*/*-{s1.run_hash()}.json")):
+        if existing_status(cand) != "done":
+            continue
+        rec = read_record(cand)
         weights = cand.with_suffix(".weights.pt")
-        if existing_status(cand) == "done" and weights.is_file():
+        if not weights.is_file() and rec.reused_from:  # a linked copy: the weights are the training run's
+            weights = (suite_dir.parent / rec.reused_from["path"]).with_suffix(".weights.pt")
+        if weights.is_file():
             model = build_model(s1, data.num_classes)
             model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
-            rec = read_record(cand)
             return model, {"run_id": rec.run_id, "source": "reused", "metrics": rec.metrics}
     own = path.with_name(path.stem + ".stage1.weights.pt")  # trained here by an earlier, interrupted attempt
     info_file = own.with_suffix(".json")
