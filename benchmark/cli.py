@@ -235,7 +235,7 @@ def dry_run_cmd(suites: list, *, seeds: list[int] | None, overrides: dict, smoke
         f"  member-epochs            {tot.member_epochs:,}",
         f"  images to train          {format_count(tot.train_images)}   (+ {format_count(tot.eval_images)} test "
         f"images evaluated)",
-        f"  projected GPU-hours      {tot.projected_gpu_hours:.2f} on one {prof.device_name} "
+        f"  projected GPU-hours      {tot.projected_gpu_hours:.3g} on one {prof.device_name} "
         f"({tot.projected_runs} runs; profile {prof.file}, {prof.source})",
     ]
     if c.failed:

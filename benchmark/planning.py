@@ -708,6 +708,8 @@ def dry_run(mp: MultiPlan, *, runs_per_gpu: int | None = None, device_kind: str 
     other = sorted({p.backbone for p in packs if p.projected and prof.model and p.backbone != prof.model})
     if other:
         notes.append(f"the profile measures {prof.model}; runs of {', '.join(other)} are projected at its images/s")
+    if any(p.run.settings.train.device == "cpu" for p in primaries):
+        notes.append("runs with train.device=cpu train on the CPU; they are projected as if on the GPU")
     if any(p.run.settings.stage2 is not None for p in primaries):
         notes.append("two-stage runs: stage 1 is counted unless a finished or planned run of the suite has its "
                      "settings; stage 2 is counted at the full cost of a training image")
