@@ -167,16 +167,14 @@ def run_suite_cmd(
         fail("--json goes with --dry-run")
     try:
         suites = load_suites(names)
-        if runs_per_gpu is not None and runs_per_gpu < 1:
-            raise SuiteError("--runs-per-gpu must be >= 1")
+        folder = results_dir / (suites[0][0].suite if len(suites) == 1 else "_multi") / "_slurm"
+        ex = make_executor(executor, gpus, runs_per_gpu, slurm_profile, partition, account, time_min, gpus_per_run,
+                           slurm_cluster, wait, folder)  # checks the executor options, dry run or not
         if dry_run:
             dry_run_cmd(suites, seeds=parse_seeds(seeds), overrides=parse_set(set_ or []), smoke=smoke,
                         rows=split_rows(rows), results_dir=results_dir, tracker=tracker, retry_failed=retry_failed,
                         force=force, runs_per_gpu=runs_per_gpu, device_kind=device_kind, as_json=as_json)
             return
-        folder = results_dir / (suites[0][0].suite if len(suites) == 1 else "_multi") / "_slurm"
-        ex = make_executor(executor, gpus, runs_per_gpu, slurm_profile, partition, account, time_min, gpus_per_run,
-                           slurm_cluster, wait, folder)
         outcomes = run_suites(suites, seeds=parse_seeds(seeds), overrides=parse_set(set_ or []),
                               smoke=smoke, results_dir=results_dir, tracker=tracker,
                               retry_failed=retry_failed, force=force, executor=ex, rows=split_rows(rows),
