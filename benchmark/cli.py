@@ -114,10 +114,17 @@ def validate(name: SuiteArg) -> None:
 
 @run_app.command("suite")
 def run_suite_cmd(
-    name: SuiteArg,
+    names: Annotated[list[str], typer.Argument(help="Suite names (in suites/) or paths to suite YAMLs; several are "
+                                                    "planned together and each distinct run trains once.")],
     smoke: SmokeOpt = False,
     rows: RowsOpt = None,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan; train nothing.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan, packs, images and projected GPU-hours; "
+                                                            "train nothing.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="With --dry-run: print the plan as JSON (schema in the "
+                                                         "README).")] = False,
+    device_kind: Annotated[str | None, typer.Option("--device-kind", help="With --dry-run: the GPU to project for "
+                                                    "(bench profile; default: this machine's GPU, else h100).")]
+    = None,
     seeds: SeedsOpt = None,
     set_: SetOpt = None,
     results_dir: ResultsOpt = REPO_ROOT / "results",
@@ -145,21 +152,34 @@ def run_suite_cmd(
                                                       "(local or debug run the Slurm path without Slurm).")] = None,
     wait: Annotated[bool, typer.Option("--wait", help="slurm: wait for the jobs and report their outcome.")] = False,
 ) -> None:
-    """Train every run of a suite that has no finished record; write one record per run."""
-    from benchmark.engine.loop import Preempted
+    """Train every run of the suites that has no finished record; write one record per planned run.
+
+    Runs with the same settings (hash with seed) in several suites or rows train once: the others get a copy of
+    its record (`reused_from`), as do runs whose settings finished earlier in any suite.
+    """
+    from benchmark.engine.runtime import Preempted
+    from benchmark.planning import load_suites
     from benchmark.progress import RunProgress
-    from benchmark.runner import run_suite
+    from benchmark.runner import run_suites
 
     if tracker not in ("wandb", "none"):
         fail(f"--tracker '{tracker}': use wandb or none")
+    if as_json and not dry_run:
+        fail("--json goes with --dry-run")
     try:
-        spec, path = load_suite(name)
+        suites = load_suites(names)
+        folder = results_dir / (suites[0][0].suite if len(suites) == 1 else "_multi") / "_slurm"
         ex = make_executor(executor, gpus, runs_per_gpu, slurm_profile, partition, account, time_min, gpus_per_run,
-                           slurm_cluster, wait, results_dir / spec.suite / "_slurm")
-        outcomes = run_suite(spec, where=str(path), seeds=parse_seeds(seeds), overrides=parse_set(set_ or []),
-                             smoke=smoke, dry_run=dry_run, results_dir=results_dir, tracker=tracker,
-                             retry_failed=retry_failed, force=force, executor=ex, rows=split_rows(rows),
-                             progress=None if dry_run else RunProgress(console))
+                           slurm_cluster, wait, folder)  # checks the executor options, dry run or not
+        if dry_run:
+            dry_run_cmd(suites, seeds=parse_seeds(seeds), overrides=parse_set(set_ or []), smoke=smoke,
+                        rows=split_rows(rows), results_dir=results_dir, tracker=tracker, retry_failed=retry_failed,
+                        force=force, runs_per_gpu=runs_per_gpu, device_kind=device_kind, as_json=as_json)
+            return
+        outcomes = run_suites(suites, seeds=parse_seeds(seeds), overrides=parse_set(set_ or []),
+                              smoke=smoke, results_dir=results_dir, tracker=tracker,
+                              retry_failed=retry_failed, force=force, executor=ex, rows=split_rows(rows),
+                              progress=RunProgress(console))
     except (SuiteError, UnknownComponentError) as e:
         fail(str(e))
     except Preempted as e:
@@ -170,13 +190,82 @@ def run_suite_cmd(
         if isinstance(e, CheckpointError):
             fail(str(e))
         raise
-    t = Table("run", "row", "seed", "status", "best top-1", title=f"{spec.suite}: {len(outcomes)} runs")
-    for o in outcomes:
-        t.add_row(o.run.run_id, o.run.row + (f" [{o.run.column}]" if o.run.column else ""), str(o.run.seed),
-                  o.status, f"{o.acc:.2f}" if o.acc is not None else "")
-    console.print(t)
+    console.print(outcome_table(suites, outcomes))
     if any(o.status == "failed" for o in outcomes):
         raise typer.Exit(1)
+
+
+def outcome_table(suites: list, outcomes: list) -> Table:
+    """One line per planned run: run id (with its suite when there are several), row, seed, status, top-1."""
+    many = len(suites) > 1
+    title = ", ".join(s.suite for s, _ in suites) + f": {len(outcomes)} runs"
+    t = Table("run", "row", "seed", "status", "best top-1", title=title)
+    for o in outcomes:
+        t.add_row((f"{o.run.suite}/" if many else "") + o.run.run_id,
+                  o.run.row + (f" [{o.run.column}]" if o.run.column else ""), str(o.run.seed),
+                  o.status, f"{o.acc:.2f}" if o.acc is not None else "")
+    return t
+
+
+def dry_run_cmd(suites: list, *, seeds: list[int] | None, overrides: dict, smoke: bool, rows: list[str] | None,
+                results_dir: Path, tracker: str, retry_failed: bool, force: bool, runs_per_gpu: int | None,
+                device_kind: str | None, as_json: bool) -> None:
+    """`run suite ... --dry-run`: the per-run table and the costed plan (or the plan as JSON)."""
+    from benchmark.planning import dry_run, format_count, plan_suites, resolve_plan
+    from benchmark.runner import planned_outcomes
+
+    runs = plan_suites(suites, seeds=seeds, overrides=overrides, smoke=smoke, rows=rows)
+    mp = resolve_plan(suites, runs, results_dir, retry_failed=retry_failed, force=force)
+    report = dry_run(mp, runs_per_gpu=runs_per_gpu, device_kind=device_kind, tracker=tracker,
+                     retry_failed=retry_failed)
+    if as_json:
+        print(report.model_dump_json(indent=1))
+        return
+    console.print(outcome_table(suites, planned_outcomes(mp)))
+    c, tot, prof = report.counts, report.totals, report.profile
+    lines = [
+        f"Dry run of {', '.join(s.suite for s in report.suites)}: nothing is trained or written.",
+        f"  runs in the suites       {c.planned}",
+        f"  distinct runs            {c.distinct}   (settings hash with seed; {c.planned - c.distinct} shared)",
+        f"  already finished         {c.finished}   ({c.reuse} runs would get a copy of a finished record, "
+        f"{c.skipped} have their own record)",
+        f"  to train                 {c.to_train}   ({c.link} more runs get a copy when their twin finishes)",
+        f"  packs                    {tot.packs}   (K = {report.pack_size.k}: {report.pack_size.source})",
+        f"  member-epochs            {tot.member_epochs:,}",
+        f"  images to train          {format_count(tot.train_images)}   (+ {format_count(tot.eval_images)} test "
+        f"images evaluated)",
+        f"  projected GPU-hours      {tot.projected_gpu_hours:.3g} on one {prof.device_name} "
+        f"({tot.projected_runs} runs; profile {prof.file}, {prof.source})",
+    ]
+    if c.failed:
+        lines.append(f"  failed, not retried      {c.failed}   (--retry-failed)")
+    for n in tot.not_projected:
+        lines.append(f"  not projected            {n.runs} runs on {n.dataset}: {n.member_epochs:,} member-epochs, "
+                     f"{format_count(n.train_images)} train + {format_count(n.eval_images)} test images ({n.reason})")
+    lines += [f"  note: {n}" for n in report.notes[2:]]  # the first two say where K and the profile come from
+    console.print("\n".join(lines), highlight=False, markup=False, soft_wrap=True)
+    if report.packs:
+        t = Table("#", "K", "dataset", "backbone", "epochs", "images", "img/s", "GPU-h", "runs",
+                  title=f"packs ({len(report.packs)})")
+        for p in report.packs[:40]:
+            first = p.runs[0] + (f" +{len(p.runs) - 1}" if len(p.runs) > 1 else "")
+            t.add_row(str(p.index), str(p.size), p.dataset, p.backbone, f"{p.member_epochs:,}",
+                      format_count(p.train_images), f"{p.images_per_s:,.0f}" if p.images_per_s else "-",
+                      f"{p.gpu_hours:.3f}" if p.gpu_hours is not None else "not projected", first)
+        console.print(t)
+        if len(report.packs) > 40:
+            console.print(f"... {len(report.packs) - 40} more packs (--json lists all)", highlight=False)
+    missing = [d for d in report.data if d.status == "missing"]
+    download = [d for d in report.data if d.status == "download"]
+    if missing:
+        console.print(f"Data missing for {len(missing)} rows (these runs would fail):", highlight=False)
+        for d in missing:
+            cols = f" [{', '.join(d.columns)}]" if d.columns else ""
+            console.print(f"  {d.suite} / {d.row}{cols}: {d.message}", highlight=False, markup=False, soft_wrap=True)
+    if download:
+        for msg in sorted({d.message for d in download}):
+            n = sum(d.message == msg for d in download)
+            console.print(f"Data to download ({n} rows): {msg}", highlight=False, markup=False, soft_wrap=True)
 
 
 def make_executor(kind: str, gpus: int | None, runs_per_gpu: int | None, profile: Path | None, partition: str | None,

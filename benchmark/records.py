@@ -45,6 +45,9 @@ class RunRecord(BaseModel):
     environment: dict[str, Any] = Field(default_factory=dict)
     tracker: dict[str, Any] = Field(default_factory=dict)  # e.g. W&B mode, run path
     stage1: dict[str, Any] | None = None  # two-stage runs: the stage-1 run id, where it came from, its metrics
+    # a linked copy (same settings hash trained once): {"suite", "run_id", "path"} of the record that trained it,
+    # path relative to the results folder; None for a record of a run trained under its own id
+    reused_from: dict[str, str] | None = None
     created: str = Field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmark.components import DataOptionError, dataset_options, load_dataset
-from benchmark.config import REPO_ROOT, RunSpec, SuiteError, SuiteSpec, plan, slug
+from benchmark.config import REPO_ROOT, RunSpec, SuiteError, SuiteSpec, slug
 from benchmark.data.base import DataError, LTData, datasets
 from benchmark.data.profile import shot_groups
 from benchmark.engine.checkpoint import CheckpointError
@@ -23,7 +23,7 @@ from benchmark.engine.distributed import rank_world
 from benchmark.engine.loop import Run, fit, train_pack
 from benchmark.engine.parts import build_model, reweight_epoch_of
 from benchmark.engine.runtime import Preempted, request_stop
-from benchmark.records import RunRecord, environment, read_record, record_path, write_record
+from benchmark.records import RunRecord, environment, read_record, write_record
 from benchmark.registry import UnknownComponentError
 from benchmark.settings import DataSettings, RunSettings
 from benchmark.tracking import Tracker, make_tracker
@@ -210,17 +210,22 @@ def done_record(base: dict[str, Any], r: RunSpec, data: LTData, tracker: Tracker
 def stage1_model(r: RunSpec, data: LTData, path: Path, hook: Callable[[dict[str, Any]], None]
                  ) -> tuple[Any, dict[str, Any]]:
     """The stage-1 model of a two-stage run: the weights of a finished run of the suite with exactly the stage-1
-    settings (e.g. the 'CE-DRW + CMO' row for 'CE-DRW + CMO + LAS'), else trained here first."""
+    settings (e.g. the 'CE-DRW + CMO' row for 'CE-DRW + CMO + LAS'; for a linked copy, the weights of the run it
+    names in `reused_from`), else trained here first."""
     import torch
 
     s1 = r.settings.stage1()
     suite_dir = path.parent.parent
     for cand in sorted(suite_dir.glob(f"*/*-{s1.run_hash()}.json")):
+        if existing_status(cand) != "done":
+            continue
+        rec = read_record(cand)
         weights = cand.with_suffix(".weights.pt")
-        if existing_status(cand) == "done" and weights.is_file():
+        if not weights.is_file() and rec.reused_from:  # a linked copy: the weights are the training run's
+            weights = (suite_dir.parent / rec.reused_from["path"]).with_suffix(".weights.pt")
+        if weights.is_file():
             model = build_model(s1, data.num_classes)
             model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
-            rec = read_record(cand)
             return model, {"run_id": rec.run_id, "source": "reused", "metrics": rec.metrics}
     own = path.with_name(path.stem + ".stage1.weights.pt")  # trained here by an earlier, interrupted attempt
     info_file = own.with_suffix(".json")
@@ -411,25 +416,77 @@ def run_suite(spec: SuiteSpec, *, where: str = "", seeds: list[int] | None = Non
         >>> spec, path = load_suite("quickstart")
         >>> outcomes = run_suite(spec, tracker="none")  # doctest: +SKIP
     """
-    runs = plan(spec, seeds=seeds, overrides=overrides, smoke=smoke, where=where, rows=rows)
-    check_plan(runs, where or spec.suite)
-    outcomes, jobs = [], []
-    for r in runs:
-        path = record_path(results_dir, r.suite, r.cell, r.run_id)
-        go, status = should_run(path, retry_failed, force)
-        acc = None if go or status != "done" else (read_record(path).metrics.get("best") or {}).get("acc/all")
-        outcomes.append(RunOutcome(r, "planned" if go else f"skipped ({status})", path, acc))
-        if go:
-            jobs.append(RunJob(r, path, tracker, retry_failed, force))
-    if dry_run or not jobs:
-        return outcomes
-    _check_writable(results_dir)
-    if executor is None:
-        from benchmark.executors import InlineExecutor
+    return run_suites([(spec, Path(where) if where else Path(spec.suite))], seeds=seeds, overrides=overrides,
+                      smoke=smoke, dry_run=dry_run, results_dir=results_dir, tracker=tracker,
+                      retry_failed=retry_failed, force=force, executor=executor, progress=progress, rows=rows)
 
-        executor = InlineExecutor()
-    done = {o.run.run_id: o for o in executor.run(jobs, progress)}
-    return [done.get(o.run.run_id, o) for o in outcomes]
+
+def run_suites(suites: list[tuple[SuiteSpec, Path]], *, seeds: list[int] | None = None,
+               overrides: dict[str, Any] | None = None, smoke: bool = False, dry_run: bool = False,
+               results_dir: Path = REPO_ROOT / "results", tracker: str = "wandb", retry_failed: bool = False,
+               force: bool = False, executor: Any = None, progress: Any = None,
+               rows: list[str] | None = None) -> list[RunOutcome]:
+    """Plan several suites together and train each distinct run (settings hash with seed, smoke flag) once.
+
+    A run with a finished record of the same hash anywhere under `results_dir` gets a linked copy of it; runs of
+    one hash pending in this invocation train once and the others get linked copies when it finishes `done`
+    (`benchmark.planning`). Outcomes come in plan order, one per planned run.
+    """
+    from benchmark.planning import plan_suites, resolve_plan, write_link
+
+    runs = plan_suites(suites, seeds=seeds, overrides=overrides, smoke=smoke, rows=rows)
+    mp = resolve_plan(suites, runs, results_dir, retry_failed=retry_failed, force=force)
+    outcomes = {o.path: o for o in planned_outcomes(mp)}
+    if dry_run or all(p.action in ("done", "failed") for p in mp.runs):
+        return list(outcomes.values())
+    _check_writable(results_dir)
+    for p in mp.runs:
+        if p.action == "reuse" and p.source is not None:
+            outcomes[p.path] = _linked_outcome(p, write_link(p, p.source, results_dir, retry_failed=retry_failed,
+                                                                force=force))
+    jobs = [RunJob(p.run, p.path, tracker, retry_failed, force) for p in mp.primaries]
+    if jobs:
+        if executor is None:
+            from benchmark.executors import InlineExecutor
+
+            executor = InlineExecutor()
+        for o in executor.run(jobs, progress):
+            outcomes[o.path] = o
+    for primary in mp.primaries:
+        followers = mp.followers(primary)
+        if not followers:
+            continue
+        st = existing_status(primary.path)
+        for f in followers:
+            if st == "done":
+                outcomes[f.path] = _linked_outcome(f, write_link(f, primary.path, results_dir,
+                                                                 retry_failed=retry_failed, force=force))
+            else:
+                why = "failed" if st == "failed" else outcomes[primary.path].status
+                outcomes[f.path] = RunOutcome(f.run, f"pending ({primary.label}: {why})", f.path)
+    return list(outcomes.values())
+
+
+def planned_outcomes(mp: Any) -> list[RunOutcome]:
+    """Before anything runs: planned (trains), reuses / shares <suite>/<run_id> (gets a copy), skipped (own record)."""
+    out = []
+    for p in mp.runs:
+        status = {"train": "planned", "done": "skipped (done)", "failed": "skipped (failed)"}.get(p.action)
+        if status is None:
+            status = f"{'reuses' if p.action == 'reuse' else 'shares'} {p.origin['suite']}/{p.origin['run_id']}"
+        out.append(RunOutcome(p.run, status, p.path, _best_acc(p.path) if p.action == "done" else None))
+    return out
+
+
+def _best_acc(path: Path) -> float | None:
+    try:
+        return (read_record(path).metrics.get("best") or {}).get("acc/all")
+    except (ValueError, OSError):
+        return None
+
+
+def _linked_outcome(p: Any, status: str) -> RunOutcome:
+    return RunOutcome(p.run, status, p.path, _best_acc(p.path) if status.startswith("reused") else None)
 
 
 def _check_writable(results_dir: Path) -> None:

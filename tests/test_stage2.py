@@ -85,3 +85,17 @@ def test_las_row_reuses_the_stage1_run(tmp_path: Path) -> None:
     assert las.stage1 is not None and las.stage1["source"] == "reused" and las.stage1["run_id"] == base.run_id
     assert las.stage1["metrics"] == base.metrics and las.curve[0]["stage"] == 2
     assert las.settings["stage2"]["epochs"] == 2 and "stage2" not in base.settings or base.settings["stage2"] is None
+
+
+def test_las_row_loads_the_weights_behind_a_linked_stage1_record(tmp_path: Path) -> None:
+    first = tmp_path / "first.yaml"
+    first.write_text(SUITE.replace("suite: twostage", "suite: first").split("  - name: CE-DRW + CMO + LAS")[0])
+    p = tmp_path / "twostage.yaml"
+    p.write_text(SUITE)
+    res = tmp_path / "res"
+    run_suite(load_suite(str(first))[0], results_dir=res, tracker="none")
+    outcomes = run_suite(load_suite(str(p))[0], results_dir=res, tracker="none")
+    assert outcomes[0].status.startswith("reused (first/") and outcomes[1].status == "done"
+    linked, las = (read_record(o.path) for o in outcomes)
+    assert not outcomes[0].path.with_suffix(".weights.pt").exists()  # stage 1 was not trained again
+    assert las.stage1["source"] == "reused" and las.stage1["run_id"] == linked.run_id

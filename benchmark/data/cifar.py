@@ -27,6 +27,12 @@ def cifar_folder(root: Path, num_classes: int) -> Path:
     return root / _LAYOUT[num_classes][0]
 
 
+def cifar_missing(root: Path, num_classes: int) -> list[Path]:
+    """The official files of CIFAR-{10,100} that are not under root (empty: the data is present)."""
+    folder, train_files, test_files, meta_file = _LAYOUT[num_classes][:4]
+    return [root / folder / f for f in (*train_files, *test_files, meta_file) if not (root / folder / f).is_file()]
+
+
 def read_cifar(root: Path, num_classes: int, download: bool) -> tuple[np.ndarray, ...]:
     """(train_x, train_y, test_x, test_y, class_names) from the official pickled batches under root."""
     folder, train_files, test_files, meta_file, label_key, names_key = _LAYOUT[num_classes]

@@ -196,6 +196,12 @@ def _paths(lay: _Layout, root: str | None, train_list: str | None,
     return base, train, test
 
 
+def split_paths(kind: str, root: str | None = None, train_list: str | None = None,
+                test_list: str | None = None) -> tuple[Path, Path, Path]:
+    """(image root, train list, test list) where a file-based dataset with these options looks for its files."""
+    return _paths(_layout(kind), root, train_list, test_list)
+
+
 def _missing_error(lay: _Layout, base: Path, missing: list[Path]) -> DataError:
     return DataError(
         f"{lay.title} split list(s) not found: {', '.join(str(p) for p in missing)}. "
