@@ -77,8 +77,9 @@ def real_cifar10(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(autouse=True)
 def _wandb_sandbox(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """No test writes W&B files into the repository: disabled, with its folders under tmp, unless a test asks
-    for offline mode (wandb_offline)."""
+    """No test writes W&B files into the repository, nor bench profiles into the user's cache: W&B disabled, with
+    its folders under tmp, unless a test asks for offline mode (wandb_offline); the cache under tmp."""
+    monkeypatch.setenv("LTBENCH_CACHE_DIR", str(tmp_path / "ltbench_cache"))
     monkeypatch.setenv("WANDB_MODE", "disabled")
     monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wandb_default"))
     monkeypatch.setenv("WANDB_SILENT", "true")
