@@ -219,7 +219,7 @@ def bench_main(device: str = "auto", json_out: str | Path | None = None, ks: str
     if json_out:
         Path(json_out).write_text(json.dumps(result, indent=1, default=str))
     if any("images_per_s" in r for r in result["variants"]):
-        from benchmark.planning import save_profile
+        from benchmark.profiles import save_profile
 
         print(f"throughput profile for `run suite --dry-run`: {save_profile(result)}")
     return result

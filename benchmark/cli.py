@@ -101,7 +101,7 @@ def suites_show(name: SuiteArg) -> None:
 @app.command("validate")
 def validate(name: SuiteArg) -> None:
     """Check a suite: schema, every row's settings, every component name. Trains nothing."""
-    from benchmark.runner import check_plan
+    from benchmark.validation import check_plan
 
     try:
         spec, path = load_suite(name)
@@ -211,7 +211,8 @@ def dry_run_cmd(suites: list, *, seeds: list[int] | None, overrides: dict, smoke
                 results_dir: Path, tracker: str, retry_failed: bool, force: bool, runs_per_gpu: int | None,
                 device_kind: str | None, as_json: bool) -> None:
     """`run suite ... --dry-run`: the per-run table and the costed plan (or the plan as JSON)."""
-    from benchmark.planning import dry_run, format_count, plan_suites, resolve_plan
+    from benchmark.planning import plan_suites, resolve_plan
+    from benchmark.projection import dry_run, format_count
     from benchmark.runner import planned_outcomes
 
     runs = plan_suites(suites, seeds=seeds, overrides=overrides, smoke=smoke, rows=rows)
@@ -271,7 +272,8 @@ def dry_run_cmd(suites: list, *, seeds: list[int] | None, overrides: dict, smoke
 def make_executor(kind: str, gpus: int | None, runs_per_gpu: int | None, profile: Path | None, partition: str | None,
                   account: str | None, time_min: int | None, gpus_per_run: int | None, cluster: str | None,
                   wait: bool, folder: Path) -> object:
-    from benchmark.executors import InlineExecutor, LocalExecutor, SlurmConfig, SlurmExecutor
+    from benchmark.executors import LocalExecutor, SlurmConfig, SlurmExecutor
+    from benchmark.runner import InlineExecutor
 
     if runs_per_gpu is not None and runs_per_gpu < 1:
         raise SuiteError("--runs-per-gpu must be >= 1")

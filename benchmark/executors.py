@@ -1,4 +1,4 @@
-"""Where runs execute: in this process, in a local pool of GPU slots (one process each), or on Slurm (submitit)."""
+"""Where runs execute besides this process (runner.InlineExecutor): a pool of local GPU slots, or Slurm (submitit)."""
 
 from __future__ import annotations
 
@@ -14,27 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from benchmark.jobs import RunJob
 from benchmark.packing import auto_pack_size, group_jobs
 from benchmark.records import read_record
-from benchmark.runner import RunJob, RunOutcome, run_unit
-
-
-class InlineExecutor:
-    """Runs jobs one after another in this process (tests, debugging, a single GPU).
-
-    Runs that can share a step train as packs of up to `pack` (None: sized to the GPU's free memory; none on the
-    CPU).
-    """
-
-    def __init__(self, pack: int | None = None) -> None:
-        self.pack = pack
-
-    def run(self, jobs: list[RunJob], progress: Any = None) -> list[RunOutcome]:
-        cache: dict[str, Any] = {}
-        outs: list[RunOutcome] = []
-        for unit in group_jobs(jobs, auto_pack_size(jobs, self.pack)):
-            outs += run_unit(unit, progress, len(outs), len(jobs), cache)
-        return outs
+from benchmark.runner import RunOutcome, run_unit
 
 
 def detect_gpus() -> int:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import fnmatch
-import inspect
 import json
 import os
 import signal
@@ -14,17 +12,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmark.components import DataOptionError, dataset_options, load_dataset
+from benchmark.components import load_dataset
 from benchmark.config import REPO_ROOT, RunSpec, SuiteError, SuiteSpec, slug
-from benchmark.data.base import DataError, LTData, datasets
+from benchmark.data.base import DataError, LTData
 from benchmark.data.profile import shot_groups
 from benchmark.engine.checkpoint import CheckpointError
 from benchmark.engine.distributed import rank_world
 from benchmark.engine.loop import Run, fit, train_pack
 from benchmark.engine.parts import build_model, reweight_epoch_of
 from benchmark.engine.runtime import Preempted, request_stop
+from benchmark.jobs import RunJob, existing_status, should_run
+from benchmark.packing import auto_pack_size, group_jobs
+from benchmark.planning import plan_suites, resolve_plan, write_link
 from benchmark.records import RunRecord, environment, read_record, write_record
-from benchmark.registry import UnknownComponentError
 from benchmark.settings import DataSettings, RunSettings
 from benchmark.tracking import Tracker, make_tracker
 
@@ -38,73 +38,6 @@ class RunOutcome:
     path: Path
     acc: float | None = None
     error: str | None = None
-
-
-def check_components(s: RunSettings) -> None:
-    """Resolve every component name of a run; raise UnknownComponentError / SuiteError on the first problem."""
-    from benchmark.backbones import check_backbone
-    from benchmark.data.augment import augmentations
-    from benchmark.data.samplers import samplers
-    from benchmark.methods.losses import losses
-    from benchmark.methods.mixers import mixers
-    from benchmark.methods.rules import rules
-    from benchmark.methods.schedules import schedules
-
-    datasets.entry(s.data.name)
-    loss = losses.get(s.method.loss)
-    rules.entry(s.method.rule)
-    mixers.entry(s.method.mixer)
-    schedules.entry(s.train.schedule)
-    samplers.entry(s.train.sampler)
-    if s.mixer.foreground is not None:
-        samplers.entry(s.mixer.foreground)
-        fg = mixers.get(s.method.mixer).foreground
-        if fg in (None, "self"):
-            raise SuiteError(f"mixer.foreground is set but mixer '{s.method.mixer}' has no foreground stream")
-    if s.method.loss_args:
-        accepted = inspect.signature(loss.build).parameters
-        bad = [k for k in s.method.loss_args if k not in accepted or k == "ctx"]
-        if bad:
-            raise SuiteError(f"method.loss_args {bad} are not options of loss '{s.method.loss}' "
-                             f"(options: {[k for k in accepted if k != 'ctx'] or 'none'})")
-    augmentations.entry(s.train.augment)
-    check_backbone(s.backbone.name)
-    from benchmark.backbones import supports_cosine_head
-
-    if loss.head == "cosine" and not supports_cosine_head(s.backbone.name):
-        raise SuiteError(f"loss '{s.method.loss}' needs a cosine classifier, which backbone '{s.backbone.name}' "
-                         f"cannot take (its experts have their own heads); use loss 'ride' with it")
-    if loss.backbones and not fnmatch.fnmatch(s.backbone.name, loss.backbones):
-        raise SuiteError(f"loss '{s.method.loss}' needs a backbone matching '{loss.backbones}', "
-                         f"not '{s.backbone.name}'")
-    try:
-        options = dataset_options(s.data)
-    except DataOptionError as e:
-        raise SuiteError(str(e)) from None
-    if s.data.name in ("imagenet_lt", "inat2018") and s.train.augment not in ("standard", "imagenet_strong"):
-        raise SuiteError(f"train.augment '{s.train.augment}' does not apply to file dataset '{s.data.name}': "
-                         f"use standard or imagenet_strong")
-    try:
-        counts = datasets.get(s.data.name).counts(**options)
-    except DataError:
-        counts = []  # file datasets: the files are checked when the data is loaded
-    if counts and min(counts) < 1:
-        raise SuiteError(f"dataset '{s.data.name}' with these options has classes without images "
-                         f"(counts {counts[:3]}...{counts[-3:]}): lower data.imbalance_ratio or raise the class size")
-
-
-def check_plan(runs: list[RunSpec], where: str) -> None:
-    """check_components for every distinct configuration, naming the row on failure."""
-    seen: set[str] = set()
-    for r in runs:
-        if r.config_hash in seen:
-            continue
-        seen.add(r.config_hash)
-        try:
-            check_components(r.settings)
-        except (UnknownComponentError, SuiteError) as e:
-            cell = f"row '{r.row}'" + (f", column '{r.column}'" if r.column else "")
-            raise SuiteError(f"{where}: {cell}: {e}") from None
 
 
 CACHED_DATASETS = 4  # datasets kept in memory between units (a pack may hold runs on several)
@@ -252,49 +185,6 @@ def save_weights(model: Any, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def existing_status(path: Path) -> str | None:
-    """'done' / 'failed' for a readable record, None when absent or unreadable."""
-    if not path.is_file():
-        return None
-    try:
-        return read_record(path).status
-    except (ValueError, OSError):
-        return None
-
-
-@dataclass(frozen=True)
-class RunJob:
-    """One run to execute: the planned run, where its record goes, and how to treat an existing record."""
-
-    run: RunSpec
-    path: Path
-    tracker: str = "wandb"
-    retry_failed: bool = False
-    force: bool = False
-
-    def to_json(self) -> str:
-        r = self.run
-        return json.dumps({"suite": r.suite, "suite_version": r.suite_version, "row": r.row, "column": r.column,
-                           "seed": r.seed, "smoke": r.smoke, "settings": r.settings.model_dump(mode="json"),
-                           "path": str(self.path), "tracker": self.tracker, "retry_failed": self.retry_failed,
-                           "force": self.force})
-
-    @classmethod
-    def from_json(cls, text: str) -> RunJob:
-        d = json.loads(text)
-        run = RunSpec(d["suite"], d["suite_version"], d["row"], d["column"], d["seed"],
-                      RunSettings.model_validate(d["settings"]), d["smoke"])
-        return cls(run, Path(d["path"]), d["tracker"], d["retry_failed"], d["force"])
-
-
-def should_run(path: Path, retry_failed: bool, force: bool) -> tuple[bool, str | None]:
-    """(run it?, existing status): finished runs are never redone unless forced; failed ones on request."""
-    status = existing_status(path)
-    if force or status is None:
-        return True, status
-    return status == "failed" and retry_failed, status
-
-
 def run_unit(unit: list[RunJob], progress: Any = None, index: int = 0, total: int = 1,
              cache: dict[str, LTData] | None = None) -> list[RunOutcome]:
     """Train one run, or a pack of runs, under per-run file locks; each gets its own record, checkpoint, weights and
@@ -405,6 +295,24 @@ def stop_on_sigterm() -> Any:
     return signal.signal(signal.SIGTERM, lambda signum, frame: request_stop())
 
 
+class InlineExecutor:
+    """Runs jobs one after another in this process (tests, debugging, a single GPU).
+
+    Runs that can share a step train as packs of up to `pack` (None: sized to the GPU's free memory; none on the
+    CPU).
+    """
+
+    def __init__(self, pack: int | None = None) -> None:
+        self.pack = pack
+
+    def run(self, jobs: list[RunJob], progress: Any = None) -> list[RunOutcome]:
+        cache: dict[str, Any] = {}
+        outs: list[RunOutcome] = []
+        for unit in group_jobs(jobs, auto_pack_size(jobs, self.pack)):
+            outs += run_unit(unit, progress, len(outs), len(jobs), cache)
+        return outs
+
+
 def run_suite(spec: SuiteSpec, *, where: str = "", seeds: list[int] | None = None,
               overrides: dict[str, Any] | None = None, smoke: bool = False, dry_run: bool = False,
               results_dir: Path = REPO_ROOT / "results", tracker: str = "wandb", retry_failed: bool = False,
@@ -432,8 +340,6 @@ def run_suites(suites: list[tuple[SuiteSpec, Path]], *, seeds: list[int] | None 
     one hash pending in this invocation train once and the others get linked copies when it finishes `done`
     (`benchmark.planning`). Outcomes come in plan order, one per planned run.
     """
-    from benchmark.planning import plan_suites, resolve_plan, write_link
-
     runs = plan_suites(suites, seeds=seeds, overrides=overrides, smoke=smoke, rows=rows)
     mp = resolve_plan(suites, runs, results_dir, retry_failed=retry_failed, force=force)
     outcomes = {o.path: o for o in planned_outcomes(mp)}
@@ -447,8 +353,6 @@ def run_suites(suites: list[tuple[SuiteSpec, Path]], *, seeds: list[int] | None 
     jobs = [RunJob(p.run, p.path, tracker, retry_failed, force) for p in mp.primaries]
     if jobs:
         if executor is None:
-            from benchmark.executors import InlineExecutor
-
             executor = InlineExecutor()
         for o in executor.run(jobs, progress):
             outcomes[o.path] = o

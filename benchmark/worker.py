@@ -6,7 +6,8 @@ import json
 import sys
 from pathlib import Path
 
-from benchmark.runner import RunJob, run_unit
+from benchmark.jobs import RunJob
+from benchmark.runner import run_unit
 
 
 def main(job_file: str) -> int:

@@ -90,7 +90,7 @@ def test_bench_cpu_json() -> None:
     names = [v["name"] for v in out["variants"]]
     assert names == ["reference", "loop", "loop packed K=2", "loop hetero K=2"]
     assert all(v["images_per_s"] > 0 and v["function"] == "benchmark.engine.loop.train_pack" for v in out["variants"])
-    from benchmark.planning import load_profile  # the bench is now this machine's throughput profile
+    from benchmark.profiles import load_profile  # the bench is now this machine's throughput profile
 
     prof = load_profile(out["device_name"])
     assert prof.source == "cache" and set(prof.points[False]) == {1, 2}

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from benchmark.config import SuiteError, load_suite, parse_set, plan
-from benchmark.runner import check_plan
+from benchmark.validation import check_plan
 from tests.conftest import TINY_SUITE
 
 

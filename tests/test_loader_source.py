@@ -6,8 +6,8 @@ from pathlib import Path
 
 import torch
 
+from benchmark.components import load_dataset
 from benchmark.engine.loop import fit, make_source
-from benchmark.runner import load_dataset
 from benchmark.settings import RunSettings
 from tests.test_split_lists import make_fixture
 

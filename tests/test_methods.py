@@ -152,10 +152,11 @@ def test_cosine_warmup_400() -> None:
 
 
 def test_foreground_sampler_override_and_loss_args() -> None:
+    from benchmark.components import load_dataset
     from benchmark.config import SuiteError
     from benchmark.engine.parts import build_parts
-    from benchmark.runner import check_components, load_dataset
     from benchmark.settings import RunSettings
+    from benchmark.validation import check_components
 
     s = RunSettings.model_validate({
         "data": {"name": "synthetic_lt", "imbalance_ratio": 4, "num_classes": 4, "max_per_class": 24,

@@ -8,9 +8,8 @@ from pathlib import Path
 import pytest
 
 from benchmark.config import list_suite_names, load_suite, plan
-from benchmark.executors import InlineExecutor
 from benchmark.records import read_record
-from benchmark.runner import run_suite
+from benchmark.runner import InlineExecutor, run_suite
 
 CIFAR_SUITES = [n for n in list_suite_names() if n not in ("quickstart", "perf_equivalence")
                 and any(r.settings.data.name.startswith("cifar") for r in plan(load_suite(n)[0], smoke=True))]

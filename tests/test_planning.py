@@ -16,16 +16,9 @@ from typer.testing import CliRunner
 
 from benchmark.cli import app
 from benchmark.config import REPO_ROOT, load_suite, plan
-from benchmark.planning import (
-    DryRunPlan,
-    PlannedRun,
-    interpolate,
-    load_profile,
-    parse_profile,
-    run_key,
-    save_profile,
-    write_link,
-)
+from benchmark.planning import PlannedRun, run_key, write_link
+from benchmark.profiles import interpolate, load_profile, parse_profile, save_profile
+from benchmark.projection import DryRunPlan
 from benchmark.records import RunRecord, read_record, record_path, write_record
 from tests.conftest import TINY_SUITE, write_cifar
 
@@ -342,5 +335,5 @@ def test_several_suites_select_rows_each_has(tmp_path: Path) -> None:
 
 
 def test_planning_imports_no_torch() -> None:
-    code = "import sys, benchmark.planning; assert 'torch' not in sys.modules, 'torch imported'"
+    code = "import sys, benchmark.projection; assert 'torch' not in sys.modules, 'torch imported'"
     assert subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT).returncode == 0

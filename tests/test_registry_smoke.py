@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from benchmark.components import registries
+from benchmark.components import load_dataset, registries
 from benchmark.config import load_suite, plan
 from benchmark.engine.loop import fit
-from benchmark.runner import check_plan, load_dataset
+from benchmark.validation import check_plan
 
 # Components that only work in a combination: the row that exercises them.
 PARTNERS = {

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from benchmark.components import load_dataset
 from benchmark.engine.checkpoint import CheckpointError
 from benchmark.engine.loop import fit
-from benchmark.runner import load_dataset
 from benchmark.settings import RunSettings
 
 SETTINGS = {"data": {"name": "synthetic_lt", "imbalance_ratio": 4, "num_classes": 4, "max_per_class": 48,

@@ -11,12 +11,13 @@ import torch.nn.functional as F
 
 import benchmark.backbones  # noqa: F401  (registers the ride_* models)
 from benchmark.backbones import build_backbone
+from benchmark.components import load_dataset
 from benchmark.config import SuiteError
 from benchmark.engine.loop import fit
 from benchmark.methods.losses import LossContext, losses, mixed_loss
 from benchmark.methods.ride_loss import RIDELoss
-from benchmark.runner import check_components, load_dataset
 from benchmark.settings import RunSettings
+from benchmark.validation import check_components
 
 COUNTS = [100, 10, 1]
 
