@@ -20,7 +20,7 @@ demo: install  ## the quickstart suite on the embedded synthetic dataset (CPU, n
 	$(BIN)/lt-bench report quickstart
 
 test: install  ## the test suite (CPU only, no download)
-	$(BIN)/python -m pytest -q tests
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q tests  # one thread per process: tiny CPU models run faster, no oversubscription
 
 lint: install
 	$(BIN)/ruff check benchmark tests
