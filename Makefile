@@ -19,8 +19,8 @@ demo: install  ## the quickstart suite on the embedded synthetic dataset (CPU, n
 	$(BIN)/lt-bench run suite quickstart
 	$(BIN)/lt-bench report quickstart
 
-test: install  ## the test suite (CPU only, no download)
-	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q tests  # one thread per process: tiny CPU models run faster, no oversubscription
+test: install  ## the test suite (CPU only, no download; one thread per process: tiny models run faster)
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q tests
 
 lint: install
 	$(BIN)/ruff check benchmark tests

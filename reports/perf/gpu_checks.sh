@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# The speed issue's GPU checks as one command on one GPU machine, run from the repo root:
-#   1. `lt-bench bench --device cuda` (the product loop in the reference configuration, alone, packed K = 4, 8, 16,
-#      a heterogeneous pack, and with compile) -> $OUT/bench.json
-#   2. suite perf_equivalence on real CIFAR-10-LT r100: fast rows (packed, inline) beside reference rows
-#      (DataLoader, fp32, 6 processes on the GPU) -> $OUT/results.tgz (records, no weights, and the report)
-#   3. the GPU-marked tests (CUDA graph replays, fused network on CUDA, steps without host syncs)
+# The GPU checks as one command on one GPU machine, run from the repo root, in this order:
+#   1. the GPU-marked tests (CUDA graph replays, fused network on CUDA, steps without host syncs)
+#   2. `lt-bench bench --device cuda` (the product loop in the reference configuration, alone, packed K = 4, 8, 16,
+#      a heterogeneous pack of 16, and with compile) -> $OUT/bench.json
+#   3. the real-data anchor: suite cifar10_anchor (CIFAR-10-LT r100, CE / CE + CMO / LDAM-DRW / LDAM-DRW + CMO,
+#      200 epochs, 3 seeds, one heterogeneous pack of 12) on the shared JPEG copy of CIFAR-10
+#      -> $OUT/results.tgz (records without weights, and the report)
+#   (older runs also had perf_equivalence: PHASES=equiv runs it)
 # Everything else goes to stdout; $OUT holds at most 7 files.
 # Inputs: DATA (default .devdata) holding train.npz / test.npz of the JPEG copy of CIFAR-10, decoded here into
 # torchvision's layout; optional .whl/ with wheels the machine lacks. TINY=1 runs a seconds-long CPU version
@@ -14,7 +16,7 @@ OUT=${OUT:-/tmp/gpu_checks}
 DATA=${DATA:-.devdata}
 PY=${PY:-python3}
 TINY=${TINY:-0}
-PHASES=${PHASES:-"bench equiv tests"}  # a subset reruns only those checks
+PHASES=${PHASES:-"tests bench anchor"}  # a subset reruns only those checks
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
 if [ -d .whl ] && ! $PY -c "import pydantic" 2>/dev/null; then
@@ -30,12 +32,20 @@ RES=$WORK/results
 } | tee "$OUT/env.txt"
 
 if [ "$TINY" = 1 ]; then
-  DEV=cpu; BENCH=(--steps 2 --ks 1,2); RUN=(--smoke --seeds 0,1 --set train.device=cpu); TEST_T=300
+  DEV=cpu; BENCH=(--steps 2 --ks 1,2); RUN=(--smoke --seeds 0,1 --set train.device=cpu); TEST_T=300; ANCHOR_T=300
 else
-  DEV=cuda; BENCH=(); RUN=(); TEST_T=90
+  DEV=cuda; BENCH=(); RUN=(); TEST_T=90; ANCHOR_T=560
 fi
 
-if [[ $PHASES == *equiv* ]]; then
+if [[ $PHASES == *tests* ]]; then
+echo "== 1. GPU tests"
+t0=$(date +%s)
+timeout -k 5 $TEST_T $PY -m pytest -q -p no:cacheprovider -m gpu tests/test_step.py tests/test_fused.py \
+  tests/test_bench.py 2>&1 | tail -n 30
+echo "gpu tests: $(( $(date +%s) - t0 )) s"
+fi
+
+if [[ $PHASES == *equiv* || $PHASES == *anchor* ]]; then
 echo "== decode CIFAR-10 (background)"
 $PY -c "import sys; sys.path.insert(0, 'tests'); from pathlib import Path; from conftest import decode_cifar10_jpeg; \
 decode_cifar10_jpeg(Path('$DATA'), Path('$LTBENCH_DATA'))" >"$OUT/decode.log" 2>&1 &
@@ -43,14 +53,14 @@ DECODE=$!
 fi
 
 if [[ $PHASES == *bench* ]]; then
-echo "== 1. bench"
+echo "== 2. bench"
 t0=$(date +%s)
 timeout -k 5 330 $PY -m benchmark bench --device $DEV --out "$OUT/bench.json" "${BENCH[@]}" 2>&1
 echo "bench: $(( $(date +%s) - t0 )) s"
 fi
 
 if [[ $PHASES == *equiv* ]]; then
-echo "== 2. perf_equivalence"
+echo "== perf_equivalence"
 wait $DECODE || { echo "decode failed"; cat "$OUT/decode.log"; }
 t0=$(date +%s)
 timeout -k 5 270 $PY -m benchmark run suite perf_equivalence "${RUN[@]}" --rows "CE (fast),CE + CMO (fast)" \
@@ -66,11 +76,15 @@ $PY -m benchmark report perf_equivalence "${RUN[@]}" --results-dir "$RES" --out-
 tar czf "$OUT/results.tgz" -C "$RES" --exclude='*.pt' --exclude='*.ckpt' --exclude='*.lock' .  # records + report
 fi
 
-if [[ $PHASES == *tests* ]]; then
-echo "== 3. GPU tests"
+if [[ $PHASES == *anchor* ]]; then
+echo "== 3. cifar10_anchor (200 epochs, 3 seeds, one pack)"
+wait $DECODE || { echo "decode failed"; cat "$OUT/decode.log"; }
 t0=$(date +%s)
-timeout -k 5 $TEST_T $PY -m pytest -q -p no:cacheprovider -m gpu tests/test_step.py tests/test_fused.py \
-  tests/test_bench.py 2>&1 | tail -n 30
-echo "gpu tests: $(( $(date +%s) - t0 )) s"
+timeout -k 5 $ANCHOR_T $PY -m benchmark run suite cifar10_anchor "${RUN[@]}" --set data.download=false \
+  --tracker none --results-dir "$RES" 2>&1 | tail -n 20
+echo "cifar10_anchor: $(( $(date +%s) - t0 )) s"
+$PY -m benchmark report cifar10_anchor "${RUN[@]}" --results-dir "$RES" --out-dir "$RES/_report" 2>&1 | tail -n 20
+tar czf "$OUT/results.tgz" -C "$RES" --exclude='*.pt' --exclude='*.ckpt' --exclude='*.lock' .  # records + report
 fi
+
 rm -rf "$WORK"
