@@ -38,7 +38,7 @@ DEFAULT_MEMBER_GIB = 12.0
 
 
 def auto_pack_size(jobs: list[J], requested: int | None) -> int:
-    """The requested size; else on CUDA as many runs as 80% of the free GPU memory holds (at most AUTO_PACK_MAX);
+    """The requested size; else on CUDA as many runs as 80% of the GPU's free memory holds (at most AUTO_PACK_MAX);
     else 1 (no packing on the CPU)."""
     if requested is not None:
         return requested
@@ -48,7 +48,13 @@ def auto_pack_size(jobs: list[J], requested: int | None) -> int:
 
     if not jobs or not any(resolve_device(j.run.settings.train.device).type == "cuda" for j in jobs):
         return 1
-    free_gib = torch.cuda.mem_get_info()[0] / 2**30
+    # Free memory where this process already uses CUDA; else the device's total (reading the free memory would create
+    # a CUDA context in a parent process that only hands GPUs to worker processes).
+    if torch.cuda.is_initialized():
+        free = torch.cuda.mem_get_info()[0]
+    else:
+        free = torch.cuda.get_device_properties(0).total_memory
+    free_gib = free / 2**30
     per = max(MEMBER_GIB.get(j.run.settings.backbone.name, DEFAULT_MEMBER_GIB) for j in jobs)
     return max(1, min(AUTO_PACK_MAX, int(0.8 * free_gib / per)))
 

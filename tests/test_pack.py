@@ -192,3 +192,22 @@ def test_checkpoint_cadence(tmp_path: Path) -> None:
         assert saves == []
     finally:
         mp.undo()
+
+
+def test_auto_pack_size_follows_free_gpu_memory(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from benchmark.packing import AUTO_PACK_MAX, auto_pack_size
+
+    def job(device: str, backbone: str = "resnet32_cifar") -> Any:
+        s = settings(0, device=device)
+        s = s.model_copy(update={"backbone": s.backbone.model_copy(update={"name": backbone})})
+        return SimpleNamespace(run=SimpleNamespace(settings=s), path=tmp_path / "r.json", force=False)
+
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda *a: (40 * 2**30, 80 * 2**30))
+    assert auto_pack_size([job("cuda")], None) == AUTO_PACK_MAX == 16
+    assert auto_pack_size([job("cuda"), job("cuda", "resnet50")], None) == 2  # 0.8 x 40 GiB / 12 GiB
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda *a: (4 * 2**30, 80 * 2**30))
+    assert auto_pack_size([job("cuda")], None) == 4  # 0.8 x 4 GiB / 0.75 GiB
+    assert auto_pack_size([job("cpu")], None) == 1 and auto_pack_size([job("cuda")], 3) == 3
