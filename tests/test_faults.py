@@ -137,6 +137,9 @@ def test_slurm_path_through_submitit_local(tiny_suite: Path, tmp_path: Path) -> 
     assert [o.status for o in outcomes] == ["done", "done"]
     queue = json.loads((tmp_path / "res" / "tiny" / "_queue.json").read_text())
     assert set(queue) == {o.run.run_id for o in outcomes}
+    assert len(set(queue.values())) == 1  # CE and CE + CMO share a step: one array task trains them as one pack
+    packs = [read_record(o.path).environment["execution"]["pack_size"] for o in outcomes]
+    assert packs == [2, 2]
     res = runner.invoke(app, ["status", str(tiny_suite), "--results-dir", str(tmp_path / "res")])
     assert res.exit_code == 0 and res.output.count(" done ") == 2
 
