@@ -211,3 +211,26 @@ def test_auto_pack_size_follows_free_gpu_memory(monkeypatch: pytest.MonkeyPatch,
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda *a: (4 * 2**30, 80 * 2**30))
     assert auto_pack_size([job("cuda")], None) == 4  # 0.8 x 4 GiB / 0.75 GiB
     assert auto_pack_size([job("cpu")], None) == 1 and auto_pack_size([job("cuda")], 3) == 3
+
+
+def test_members_on_one_split_share_one_gather(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pack builds its members' crops with one gather; each member still draws from its own generator, so the
+    images equal those of building each batch alone."""
+    from benchmark.data.pipeline import BatchAugment
+    from benchmark.data.sources import TensorSource, build_batches
+
+    data = load_dataset(settings(0).data)
+    source = TensorSource(data, "standard", torch.device("cpu"))
+    order = torch.randperm(len(source.labels), generator=torch.Generator().manual_seed(0))
+
+    def streams() -> list[Any]:
+        return [next(source.batches(order[j:], 8, 1, torch.Generator().manual_seed(j))) for j in range(3)]
+
+    alone = [b() for b in streams()]
+    calls = []
+    apply = BatchAugment.apply
+    monkeypatch.setattr(BatchAugment, "apply", lambda self, *a: calls.append(1) or apply(self, *a))
+    together = build_batches(streams())
+    assert len(calls) == 1
+    for (x, y), (x1, y1) in zip(together, alone, strict=True):
+        assert torch.equal(x, x1) and torch.equal(y, y1)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -11,9 +12,43 @@ from torch.utils.data import DataLoader, Dataset
 
 from benchmark.data.augment import augmentations
 from benchmark.data.base import LTData
-from benchmark.data.pipeline import eval_batches, to_device_images
+from benchmark.data.pipeline import BatchAugment, eval_batches, to_device_images
 
 Batch = Callable[[], tuple[torch.Tensor, torch.Tensor]]  # produces (normalised images, labels) on the device
+
+
+@dataclass(frozen=True)
+class LazyBatch:
+    """One step's batch of a device-resident split, built on demand: a batch never used draws nothing."""
+
+    source: TensorSource
+    idx: torch.Tensor
+    gen: torch.Generator
+
+    def __call__(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.source.aug(self.idx, self.gen), self.source.labels[self.idx]
+
+
+def build_batches(batches: Sequence[Batch]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Several runs' batches of one step. Batches of one device split with the standard crop / flip draw their own
+    crops from their own generators and share one gather (the values of building each alone, fewer kernels)."""
+    out: list[Any] = [None] * len(batches)
+    shared: dict[int, list[int]] = {}
+    for i, b in enumerate(batches):
+        if isinstance(b, LazyBatch) and isinstance(b.source.aug, BatchAugment):
+            shared.setdefault(id(b.source), []).append(i)
+        else:
+            out[i] = b()
+    for members in shared.values():
+        group = [batches[i] for i in members]
+        source = group[0].source  # type: ignore[union-attr]
+        draws = [source.aug.draw(len(b.idx), b.gen) for b in group]  # type: ignore[union-attr]
+        idx = torch.cat([b.idx for b in group])  # type: ignore[union-attr]
+        x = source.aug.apply(idx, *(torch.cat(parts) for parts in zip(*draws, strict=True)))
+        sizes = [len(b.idx) for b in group]  # type: ignore[union-attr]
+        for i, xi, yi in zip(members, x.split(sizes), source.labels[idx].split(sizes), strict=True):
+            out[i] = (xi, yi)
+    return out
 
 
 class TensorSource:
@@ -32,8 +67,7 @@ class TensorSource:
         ranks, rank r takes every world-th image of each global batch (DataParallel-style split)."""
         rank, world = shard
         for step in range(steps):
-            idx = order[step * bs:(step + 1) * bs][rank::world]
-            yield lambda idx=idx: (self.aug(idx, gen), self.labels[idx])
+            yield LazyBatch(self, order[step * bs:(step + 1) * bs][rank::world], gen)
 
     def test_batches(self, bs: int = 1000) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         for x, y in eval_batches(self.test_x, self.test_y, bs):

@@ -17,6 +17,7 @@ from torch import nn
 from benchmark.data.base import LTData
 from benchmark.data.pipeline import host_to_device
 from benchmark.data.profile import ShotGroups
+from benchmark.data.sources import build_batches
 from benchmark.engine import distributed
 from benchmark.engine.checkpoint import TrainState, load_checkpoint, momentum_of, save_checkpoint, sgd_state
 from benchmark.engine.fused import PackNet
@@ -252,9 +253,9 @@ def _pack_batch(members: list[Member], w: torch.Tensor, device: torch.device) ->
     """Each member's batch of this step, stacked; returns it and the background batch size."""
     xs, ya, yb, lams, flags = [], [], [], [], []
     n = 0
-    for m in members:
-        x, y, mx = step_batch(next(m.batches), m.fg_batches, m.parts, m.s.mixer.prob, m.self_mix, m.rng,
-                              m.parts.mix_ctx)
+    backgrounds = build_batches([next(m.batches) for m in members])
+    for m, background in zip(members, backgrounds, strict=True):
+        x, y, mx = step_batch(background, m.fg_batches, m.parts, m.s.mixer.prob, m.self_mix, m.rng, m.parts.mix_ctx)
         n = len(y)
         if mx is not None:
             m.mixed += 1
@@ -270,7 +271,7 @@ def _pack_batch(members: list[Member], w: torch.Tensor, device: torch.device) ->
     return PackBatch(stack(xs), stack(ya), stack(yb), stack(lam_rows), scalars[1], w), n
 
 
-def step_batch(batch: Callable[[], tuple[torch.Tensor, torch.Tensor]], fg_batches: Iterator[Any] | None, p: Parts,
+def step_batch(background: tuple[torch.Tensor, torch.Tensor], fg_batches: Iterator[Any] | None, p: Parts,
                prob: float, self_mix: bool, rng: np.random.Generator,
                ctx: MixContext) -> tuple[torch.Tensor, torch.Tensor, Mixed | None]:
     """A step's background batch and, when the step mixes, the mixed batch (None otherwise).
@@ -278,7 +279,7 @@ def step_batch(batch: Callable[[], tuple[torch.Tensor, torch.Tensor]], fg_batche
     As the reference: the foreground stream advances every step (its images are drawn only when used) and the
     coin is drawn every step when the mixer has a foreground.
     """
-    x, y = batch()
+    x, y = background
     fg_batch = next(fg_batches) if fg_batches is not None else None
     coin = rng.random() if p.mixer.foreground is not None else 1.0
     if (fg_batch is not None or self_mix) and p.mixer.op is not None and coin < prob:
