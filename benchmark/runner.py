@@ -76,6 +76,14 @@ def choices_for(s: RunSettings, data: Any) -> dict[str, str]:
                                                     if s.mixer.q_semantics == "per_sample" else " (paper Eq. 2)")
     if s.method.mixer.startswith("minority_"):
         out["minority_group"] = "medium + few classes by the suite's shot thresholds"
+    if s.method.mixer == "remix":
+        out["remix_labels"] = {"batch": "batch (BagofTricks-LT code: mean label weight x weighted-mean losses)",
+                               "per_sample": "per_sample (Remix paper: per-sample mixtures)"}[s.mixer.remix_labels] \
+            + "; normalised by the sum of the class weights"
+        out["remix_schedule"] = f"probability {s.mixer.prob:g}, epochs {s.mixer.start} < e < " \
+                                f"{s.train.epochs - s.mixer.end}" + (" (every batch of every epoch, as BagofTricks-LT)"
+                                                                     if s.mixer.prob == 1 and s.mixer.start < 0
+                                                                     and s.mixer.end == 0 else "")
     if s.method.mixer == "cutmix":
         out["cutmix_foreground"] = "uniform draws with replacement (= CMO with r = 0)"
     if s.method.rule == "drw" or s.method.loss == "ride":

@@ -64,6 +64,9 @@ class MixerSettings(Strict):
     q_semantics: Literal["per_sample", "per_class"] = Field(
         "per_sample", description="per_sample = official code, per_class = the paper's Eq. 2"
     )
+    remix_labels: Literal["batch", "per_sample"] = Field(
+        "batch", description="Remix's label weights: batch = BagofTricks-LT's code (their batch mean weights the two "
+                             "mean-reduced losses), per_sample = the Remix paper (per-sample mixtures)")
 
 
 class TrainSettings(Strict):
@@ -141,8 +144,16 @@ class RunSettings(Strict):
         return self.model_copy(update={"stage2": None})
 
     def identity(self) -> dict[str, Any]:
-        """The settings that define the experiment: where data lives or which device runs it is left out."""
-        return self.model_dump(mode="json", exclude=_NOT_IDENTITY, exclude_none=True)  # new optional fields keep ids
+        """The settings that define the experiment: where data lives, which device runs it and execution details that
+        leave the maths alone (CUDA graph, memory layout, compile, packing) are left out. A precision other than
+        'auto' changes the numbers and is in (an fp32 control is its own run); 'auto' (bf16 on CUDA, fp32 on the CPU)
+        is the default experiment, like the device."""
+        out = self.model_dump(mode="json", exclude=_NOT_IDENTITY, exclude_none=True)  # new optional fields keep ids
+        if self.train.precision != "auto":
+            out["train"]["precision"] = self.train.precision
+        if self.method.mixer != "remix":  # a setting of Remix alone: other runs keep their ids
+            del out["mixer"]["remix_labels"]
+        return out
 
     def config_hash(self) -> str:
         """Hash of the identity without the seed: runs that differ only in seed share it."""

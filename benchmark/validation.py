@@ -40,6 +40,11 @@ def check_components(s: RunSettings) -> None:
             raise SuiteError(f"method.loss_args {bad} are not options of loss '{s.method.loss}' "
                              f"(options: {[k for k in accepted if k != 'ctx'] or 'none'})")
     augmentations.entry(s.train.augment)
+    try:  # a schedule refuses settings it would ignore
+        schedules.get(s.train.schedule)(epochs=s.train.epochs, warmup_epochs=s.train.warmup_epochs,
+                                        milestones=s.train.milestones, gamma=s.train.gamma)
+    except ValueError as e:
+        raise SuiteError(f"train.schedule '{s.train.schedule}': {e}") from None
     check_backbone(s.backbone.name)
     from benchmark.backbones import supports_cosine_head
 

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from benchmark.data.profile import exp_profile
 from benchmark.data.samplers import SamplerContext, samplers
-from benchmark.methods.losses import LossContext, losses, mixed_loss
+from benchmark.methods.losses import LossContext, losses, remix_loss
 from benchmark.methods.mixers import MixContext, mixers, remix_label_weight, remix_op
 from benchmark.methods.rules import RuleContext, rules
 from benchmark.methods.schedules import schedules
@@ -80,7 +80,8 @@ def test_remix_op_and_per_sample_loss() -> None:
     out = torch.randn(6, 3)
     manual = (m.lam * F.cross_entropy(out, m.y_a, reduction="none")
               + (1 - m.lam) * F.cross_entropy(out, m.y_b, reduction="none")).mean()
-    assert mixed_loss(crit, out, m.y_a, m.y_b, m.lam, None).item() == pytest.approx(manual.item(), rel=1e-6)
+    assert remix_loss(crit, out, m.y_a, m.y_b, m.lam, None, "per_sample").item() == pytest.approx(manual.item(),
+                                                                                     rel=1e-6)
 
 
 def _hist(name: str, counts: list[int], semantics: str = "per_sample") -> np.ndarray:

@@ -120,7 +120,8 @@ def _gradients_match(runs: list[RunSettings], datas: dict[float, Any], b: dict[s
     def grads(net: PackNet, rows: list[int]) -> list[dict[str, torch.Tensor]]:
         outs = net(b["x"][rows].double())
         loss = sum(step_loss(parts[j].criterion, outs[i], b["y_a"][j], b["y_b"][j], b["lam"][j].double(),
-                             b["mixed"][j], b["w"][j].double(), parts[j].mixer.per_sample_lam)
+                             b["mixed"][j], b["w"][j].double(),
+                             runs[j].mixer.remix_labels if parts[j].mixer.per_sample_lam else None)
                    for i, j in enumerate(rows))
         assert isinstance(loss, torch.Tensor)
         loss.backward()

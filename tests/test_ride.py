@@ -14,7 +14,7 @@ from benchmark.backbones import build_backbone
 from benchmark.components import load_dataset
 from benchmark.config import SuiteError
 from benchmark.engine.loop import fit
-from benchmark.methods.losses import LossContext, losses, mixed_loss
+from benchmark.methods.losses import LossContext, losses, remix_loss
 from benchmark.methods.ride_loss import RIDELoss
 from benchmark.settings import RunSettings
 from benchmark.validation import check_components
@@ -182,7 +182,7 @@ def test_ride_loss_registry_and_mixing() -> None:
     out, ya, yb = _out(), torch.tensor(TARGET), torch.tensor([1, 1, 0, 2])
     lam = torch.tensor([0.3, 1.0, 0.0, 0.5])  # per-sample (Remix) mixing goes through reduction="none"
     per = lam * crit(out, ya, reduction="none") + (1 - lam) * crit(out, yb, reduction="none")
-    assert mixed_loss(crit, out, ya, yb, lam, None).item() == pytest.approx(per.mean().item())
+    assert remix_loss(crit, out, ya, yb, lam, None, "per_sample").item() == pytest.approx(per.mean().item())
     assert crit(out, ya, reduction="none").mean().item() == pytest.approx(crit(out, ya).item(), rel=1e-6)
     with pytest.raises(TypeError, match="multi-expert"):
         crit(out["logits"], ya)

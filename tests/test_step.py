@@ -54,23 +54,34 @@ def test_graph_mixed_form_equals_the_plain_and_scalar_forms(crit: torch.nn.Modul
     assert torch.allclose(mixed_loss(crit, out, ya, yb, torch.tensor(lam), w), by_hand, atol=1e-6)
     assert torch.allclose(mixed_loss(crit, out, ya, yb, lam, w), by_hand, atol=1e-6)
     lam_row, one, zero = torch.full((16,), lam), torch.tensor(1.0), torch.tensor(0.0)
-    assert torch.allclose(step_loss(crit, out, ya, yb, lam_row, one, w, False), by_hand, atol=1e-6)
-    plain = step_loss(crit, out, ya, ya, torch.ones(16), zero, ones, False)
+    assert torch.allclose(step_loss(crit, out, ya, yb, lam_row, one, w, None), by_hand, atol=1e-6)
+    plain = step_loss(crit, out, ya, ya, torch.ones(16), zero, ones, None)
     assert torch.allclose(plain, crit(out, ya, None), atol=1e-6)
 
 
-def test_per_sample_step_loss_is_remix_when_mixed_and_plain_otherwise() -> None:
-    """Remix's form: the batch mean of per-sample mixtures on mixed steps; the weighted mean (sum w L / sum w) of the
-    plain loss on the other steps, with no branch on the host."""
+@pytest.mark.parametrize("form", ["batch", "per_sample"])
+def test_remix_loss_under_drw_by_hand(form: str) -> None:
+    """Remix with DRW weights, normalised by the sum of the weights in both label forms; the plain loss on steps that
+    do not mix, with no branch on the host."""
     crit, g = CrossEntropy(), torch.Generator().manual_seed(1)
     out, ya, yb = torch.randn(8, 3, generator=g), torch.randint(0, 3, (8,), generator=g), torch.randint(0, 3, (8,))
     lam, w = torch.rand(8, generator=g), torch.tensor([0.2, 1.0, 3.0])
-    per_a = torch.nn.functional.cross_entropy(out, ya, reduction="none") * w[ya]
-    per_b = torch.nn.functional.cross_entropy(out, yb, reduction="none") * w[yb]
-    mixed = step_loss(crit, out, ya, yb, lam, torch.tensor(1.0), w, True)
-    assert torch.allclose(mixed, (lam * per_a + (1 - lam) * per_b).mean(), atol=1e-6)
-    plain = step_loss(crit, out, ya, ya, torch.ones(8), torch.tensor(0.0), w, True)
-    assert torch.allclose(plain, per_a.sum() / w[ya].sum(), atol=1e-6)
+    la = torch.nn.functional.cross_entropy(out, ya, reduction="none")
+    lb = torch.nn.functional.cross_entropy(out, yb, reduction="none")
+    if form == "batch":  # BagofTricks-LT: mean(lam) weights the two weighted means
+        m = lam.mean()
+        by_hand = m * (w[ya] * la).sum() / w[ya].sum() + (1 - m) * (w[yb] * lb).sum() / w[yb].sum()
+    else:  # the Remix paper: per-sample mixtures over the sum of the mixed weights
+        by_hand = ((lam * w[ya] * la + (1 - lam) * w[yb] * lb).sum()
+                   / (lam * w[ya] + (1 - lam) * w[yb]).sum())
+    mixed = step_loss(crit, out, ya, yb, lam, torch.tensor(1.0), w, form)
+    assert torch.allclose(mixed, by_hand, atol=1e-6)
+    plain = step_loss(crit, out, ya, ya, torch.ones(8), torch.tensor(0.0), w, form)
+    assert torch.allclose(plain, (w[ya] * la).sum() / w[ya].sum(), atol=1e-6)
+    unweighted = step_loss(crit, out, ya, yb, lam, torch.tensor(1.0), torch.ones(3), form)
+    m = lam.mean()
+    expected = (m * la.mean() + (1 - m) * lb.mean()) if form == "batch" else (lam * la + (1 - lam) * lb).mean()
+    assert torch.allclose(unweighted, expected, atol=1e-6)  # no weights: the batch size
 
 
 def test_bf16_channels_last_run_on_cpu_is_recorded() -> None:
@@ -156,7 +167,7 @@ def _tiny_step(ex: Execution, seed: int = 0) -> tuple[torch.nn.Module, TrainStep
     crit = CrossEntropy()
 
     def loss_fn(outs: list[torch.Tensor], b: PackBatch) -> torch.Tensor:
-        return torch.stack([step_loss(crit, outs[0], b.y_a[0], b.y_b[0], b.lam[0], b.mixed[0], b.w[0], False)])
+        return torch.stack([step_loss(crit, outs[0], b.y_a[0], b.y_b[0], b.lam[0], b.mixed[0], b.w[0], None)])
 
     return model, TrainStep(model, loss_fn, opt, ex, CPU)
 

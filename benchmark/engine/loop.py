@@ -132,7 +132,8 @@ def train_pack(runs: Sequence[Run]) -> list[FitResult | Exception]:
 
     def loss_fn(outs: list[Any], b: PackBatch) -> torch.Tensor:
         return torch.stack([step_loss(m.parts.criterion, outs[j], b.y_a[j], b.y_b[j], b.lam[j], b.mixed[j], b.w[j],
-                                      m.parts.mixer.per_sample_lam) for j, m in enumerate(members)])
+                                      m.s.mixer.remix_labels if m.parts.mixer.per_sample_lam else None)
+                            for j, m in enumerate(members)])
 
     step = TrainStep(model, loss_fn, optimizer, ex, device)
     epochs, bs, k = s0.train.epochs, s0.train.batch_size, len(members)

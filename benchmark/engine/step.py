@@ -46,6 +46,7 @@ class Execution:
     cuda_graph: bool  # forward + loss + backward captured once, replayed for every full-size batch
     optimizer: str  # 'fused' (one multi-tensor kernel) or 'default' SGD
     compile: bool = False  # forward + backward of full-size batches through torch.compile (Inductor)
+    tf32: bool = False  # TF32 convolutions on CUDA (never in fp32 mode: fp32 means fp32)
     note: str = ""  # why a requested feature is off (e.g. 'cuda_graph needs CUDA')
 
     def as_dict(self) -> dict[str, Any]:
@@ -70,6 +71,7 @@ def resolve_execution(precision: str, channels_last: bool | None, cuda_graph: bo
     graph = (cuda if cuda_graph is None else cuda_graph) and cuda and world == 1 and not not_graph_safe
     return Execution(precision=prec, channels_last=cuda if channels_last is None else channels_last,
                      cuda_graph=graph, optimizer="fused" if cuda else "default", compile=compile,
+                     tf32=cuda and prec != "fp32",
                      note=f"cuda_graph {why}" if why and cuda_graph is not False else "")
 
 
@@ -110,8 +112,10 @@ class TrainStep:
         self.model, self.loss_fn, self.optimizer, self.ex = model, loss_fn, optimizer, ex
         self.device, self.warmup = device, warmup
         self.autocast = autocast_of(ex, device)
-        if device.type == "cuda":  # cuDNN autotunes each (fixed) batch shape once
+        if device.type == "cuda":  # cuDNN autotunes each (fixed) batch shape once; TF32 only outside fp32 mode
             torch.backends.cudnn.benchmark = True
+            torch.backends.cudnn.allow_tf32 = ex.tf32
+            torch.backends.cuda.matmul.allow_tf32 = False
         self.graph: torch.cuda.CUDAGraph | None = None
         self.static: PackBatch | None = None
         self.static_out: tuple[torch.Tensor, torch.Tensor] | None = None

@@ -63,27 +63,43 @@ losses.register("ce", "cross-entropy (class-weighted when a rule such as DRW giv
 
 def mixed_loss(criterion: nn.Module, out: Any, y_a: torch.Tensor, y_b: torch.Tensor, lam: float | torch.Tensor,
                class_weight: torch.Tensor | None) -> torch.Tensor:
-    """lam * L(y_a) + (1 - lam) * L(y_b): two mean-reduced terms (CMO's form) for a scalar lam, the batch mean
-    of per-sample mixtures for a per-sample lam (Remix). A 0-dim tensor lam is a scalar (CUDA-graph inputs)."""
-    if not isinstance(lam, torch.Tensor) or lam.dim() == 0:
-        return lam * criterion(out, y_a, class_weight) + (1 - lam) * criterion(out, y_b, class_weight)
-    per = lam * criterion(out, y_a, class_weight, "none") + (1 - lam) * criterion(out, y_b, class_weight, "none")
-    return per.mean()
+    """lam * L(y_a) + (1 - lam) * L(y_b): CMO's two mean-reduced terms for one lam (a float or a 0-dim tensor, as
+    CUDA-graph inputs are); per-sample label weights go through `remix_loss`."""
+    return lam * criterion(out, y_a, class_weight) + (1 - lam) * criterion(out, y_b, class_weight)
 
 
 def step_loss(criterion: nn.Module, out: Any, y_a: torch.Tensor, y_b: torch.Tensor, lam: torch.Tensor,
-              mixed: torch.Tensor, class_weight: torch.Tensor, per_sample: bool) -> torch.Tensor:
+              mixed: torch.Tensor, class_weight: torch.Tensor, per_sample: str | None) -> torch.Tensor:
     """One run's loss in a training step, with fixed tensor shapes (the same code eager and in a CUDA graph).
 
-    `lam` holds one label weight per sample. For a batch-level mixer (CMO, CutMix, Mixup) every entry is the batch's
-    lam and the loss is CMO's two-term form; a plain batch is lam = 1, y_b = y_a. For a per-sample mixer (Remix) the
-    loss is the batch mean of per-sample mixtures on mixed steps (`mixed` = 1) and the plain loss otherwise. Class
-    weights of ones give the unweighted loss's values.
+    `lam` holds one label weight per sample. For a batch-level mixer (CMO, CutMix, Mixup; `per_sample` None) every
+    entry is the batch's lam and the loss is CMO's two-term form; a plain batch is lam = 1, y_b = y_a. For a
+    per-sample mixer (Remix) the loss is `remix_loss` in the given label form on mixed steps (`mixed` = 1) and the
+    plain loss otherwise. Class weights of ones give the unweighted loss's values.
     """
-    if per_sample:
-        mix = mixed_loss(criterion, out, y_a, y_b, lam, class_weight)
+    if per_sample is not None:
+        mix = remix_loss(criterion, out, y_a, y_b, lam, class_weight, per_sample)
         return torch.where(mixed > 0, mix, criterion(out, y_a, class_weight))
     return mixed_loss(criterion, out, y_a, y_b, lam[0], class_weight)
+
+
+def remix_loss(criterion: nn.Module, out: Any, y_a: torch.Tensor, y_b: torch.Tensor, lam: torch.Tensor,
+               class_weight: torch.Tensor | None, form: str) -> torch.Tensor:
+    """Remix's loss for per-sample label weights `lam`, normalised by the sum of the class weights (as PyTorch's
+    weighted cross-entropy and CMO's loss; the batch size when unweighted).
+
+    'batch' (BagofTricks-LT's code): the label weights' batch mean weights the two weighted-mean losses,
+    mean(lam) L(y_a) + (1 - mean(lam)) L(y_b). 'per_sample' (the Remix paper): per-sample mixtures,
+    sum_i [lam_i w_a,i l_a,i + (1 - lam_i) w_b,i l_b,i] / sum_i [lam_i w_a,i + (1 - lam_i) w_b,i].
+    """
+    if form == "batch":
+        return mixed_loss(criterion, out, y_a, y_b, lam.mean(), class_weight)
+    if form != "per_sample":
+        raise ValueError(f"Remix label form must be 'batch' or 'per_sample', not {form!r}")
+    per = lam * criterion(out, y_a, class_weight, "none") + (1 - lam) * criterion(out, y_b, class_weight, "none")
+    if class_weight is None:
+        return per.mean()
+    return per.sum() / (lam * class_weight[y_a] + (1 - lam) * class_weight[y_b]).sum()
 
 
 class LDAMLoss(nn.Module):

@@ -85,4 +85,7 @@ class CosineWarmup:
 @schedules.register("cosine_warmup", "400-epoch ImageNet-LT / iNaturalist: warm-up 10, then cosine to 0")
 def cosine_warmup(epochs: int, warmup_epochs: int | None = None, milestones: Sequence[int] | None = None,
                   gamma: float | None = None) -> Callable[[int], float]:
+    if milestones is not None or gamma is not None:
+        raise ValueError("cosine_warmup has no milestones or gamma (it decays by a cosine): remove train.milestones "
+                         "and train.gamma, or use a step schedule")
     return CosineWarmup(epochs, 10 if warmup_epochs is None else warmup_epochs)

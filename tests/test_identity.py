@@ -1,0 +1,55 @@
+"""What a run id covers: settings that change the numbers (precision, Remix's label form) are in it, execution
+details that leave the maths alone (CUDA graph, layout, compile, packing, checkpoint cadence) are not."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from typer.testing import CliRunner
+
+from benchmark.cli import app
+from benchmark.engine.step import resolve_execution
+from benchmark.settings import RunSettings
+
+BASE = {"data": {"name": "synthetic_lt"}, "train": {"device": "cpu"}}
+
+
+def _with(**train: object) -> RunSettings:
+    return RunSettings.model_validate({**BASE, "train": {**BASE["train"], **train}})
+
+
+def test_precision_is_part_of_the_run_id() -> None:
+    auto, fp32, bf16 = _with(), _with(precision="fp32"), _with(precision="bf16")
+    assert len({auto.run_hash(), fp32.run_hash(), bf16.run_hash()}) == 3
+    assert auto.run_hash() == RunSettings.model_validate(BASE).run_hash()  # 'auto' is the default experiment
+
+
+def test_execution_details_are_not() -> None:
+    ref = _with().run_hash()
+    for change in ({"cuda_graph": False}, {"cuda_graph": True}, {"channels_last": True}, {"compile": True},
+                   {"checkpoint_every_s": 0}, {"workers": 0}, {"device": "cuda"}):
+        assert _with(**change).run_hash() == ref, change
+
+
+def test_remix_label_form_is_part_of_the_run_id() -> None:
+    a = RunSettings.model_validate({**BASE, "method": {"mixer": "remix"}})
+    b = RunSettings.model_validate({**BASE, "method": {"mixer": "remix"}, "mixer": {"remix_labels": "per_sample"}})
+    assert a.run_hash() != b.run_hash() and a.mixer.remix_labels == "batch"  # the code's form by default
+
+
+def test_fp32_turns_tf32_off_on_cuda() -> None:
+    cuda = torch.device("cuda")
+    assert not resolve_execution("fp32", None, None, cuda).tf32
+    assert resolve_execution("bf16", None, None, cuda).tf32 and resolve_execution("auto", None, None, cuda).tf32
+    assert not resolve_execution("auto", None, None, torch.device("cpu")).tf32
+
+
+def test_schedule_refuses_settings_it_ignores(tiny_suite: Path) -> None:
+    res = CliRunner().invoke(app, ["validate", str(tiny_suite)])
+    assert res.exit_code == 0, res.output
+    text = tiny_suite.read_text().replace("train: {", "train: {schedule: cosine_warmup, milestones: [1], ")
+    tiny_suite.write_text(text)
+    res = CliRunner().invoke(app, ["validate", str(tiny_suite)])
+    assert res.exit_code == 2 and "cosine_warmup has no milestones" in res.output
+    assert len([ln for ln in res.output.strip().splitlines() if ln]) <= 3  # one error line (wrapped at most)
