@@ -84,6 +84,21 @@ def choices_for(s: RunSettings, data: Any) -> dict[str, str]:
                                 f"{s.train.epochs - s.mixer.end}" + (" (every batch of every epoch, as BagofTricks-LT)"
                                                                      if s.mixer.prob == 1 and s.mixer.start < 0
                                                                      and s.mixer.end == 0 else "")
+    if s.method.loss == "ride":
+        ride = s.train.weight_decay == 5e-4 and s.train.nesterov and s.train.augment == "crop_flip_rotate"
+        out["ride_recipe"] = ("RIDE's CIFAR config (wd 5e-4, Nesterov, RandomRotation 15)" if ride else
+                              f"not RIDE's config: wd {s.train.weight_decay:g}, Nesterov {s.train.nesterov}, "
+                              f"augment {s.train.augment}")
+        factor = (s.method.loss_args or {}).get("diversity_factor", -0.45)
+        out["ride_diversity_factor"] = f"{factor:g} (RIDE's CIFAR-100 config; an earlier version of it has -0.2)"
+    if s.method.mixer in ("cmo_back", "cmo_minor"):
+        out["background_window"] = {"always": "minority-weighted background in every epoch (the paper does not say)",
+                                    "window": "minority-weighted background only inside the mixer's window"}[
+            s.mixer.background_window]
+    if s.data.name in ("imagenet_lt", "inat2018"):
+        jitter = s.data.color_jitter if s.data.color_jitter is not None else s.data.name == "imagenet_lt"
+        out["color_jitter"] = ("on" if jitter else "off") + (" (official code)" if s.data.color_jitter is None
+                                                             else " (set)")
     if s.method.mixer == "cutmix":
         out["cutmix_foreground"] = "uniform draws with replacement (= CMO with r = 0)"
     if s.method.rule == "drw" or s.method.loss == "ride":

@@ -29,6 +29,9 @@ class DataSettings(Strict):
     image_size: int | None = Field(None, ge=8, description="synthetic / file datasets: side of the images")
     train_list: str | None = Field(None, description="file datasets: train split list (default under root)")
     test_list: str | None = Field(None, description="file datasets: test split list (default under root)")
+    color_jitter: bool | None = Field(None, description="file datasets: ColorJitter(0.4, 0.4, 0.4) in training; "
+                                                         "None = the official code (ImageNet-LT on, iNat off; the "
+                                                         "paper gives iNat ImageNet-LT's augmentation: true)")
 
 
 class BackboneSettings(Strict):
@@ -64,6 +67,9 @@ class MixerSettings(Strict):
     q_semantics: Literal["per_sample", "per_class"] = Field(
         "per_sample", description="per_sample = official code, per_class = the paper's Eq. 2"
     )
+    background_window: Literal["always", "window"] = Field(
+        "always", description="CMO_back / CMO_minor: their minority-weighted background stream in every epoch "
+                              "(always) or only where the mixer is active, the instance stream elsewhere (window)")
     remix_labels: Literal["batch", "per_sample"] = Field(
         "batch", description="Remix's label weights: batch = BagofTricks-LT's code (their batch mean weights the two "
                              "mean-reduced losses), per_sample = the Remix paper (per-sample mixtures)")
@@ -151,8 +157,10 @@ class RunSettings(Strict):
         out = self.model_dump(mode="json", exclude=_NOT_IDENTITY, exclude_none=True)  # new optional fields keep ids
         if self.train.precision != "auto":
             out["train"]["precision"] = self.train.precision
-        if self.method.mixer != "remix":  # a setting of Remix alone: other runs keep their ids
+        if self.method.mixer != "remix":  # settings of one mixer: other runs keep their ids
             del out["mixer"]["remix_labels"]
+        if self.method.mixer not in ("cmo_back", "cmo_minor"):
+            del out["mixer"]["background_window"]
         return out
 
     def config_hash(self) -> str:

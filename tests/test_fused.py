@@ -173,3 +173,24 @@ def test_packed_matches_separate_models_on_cuda(monkeypatch: pytest.MonkeyPatch)
     for i, m in enumerate(models):
         ref = m(x[i])
         assert close(out[i], ref), max_diff(out[i], ref)
+
+
+def test_rotation_matches_torchvision_and_draws_angles_per_image() -> None:
+    """RIDE's RandomRotation(15): each image turned by its own angle, as torchvision's rotate (nearest, zero fill)."""
+    from torchvision.transforms import InterpolationMode
+
+    from benchmark.data.pipeline import RotateAugment, rotate_batch
+
+    x = torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    angles = torch.tensor([12.5, -15.0, 3.0, 0.0])
+    out = rotate_batch(x, angles, torch.zeros(1, 3, 1, 1))
+    for i, a in enumerate(angles.tolist()):
+        assert torch.equal(out[i], TF.rotate(x[i], a, interpolation=InterpolationMode.NEAREST, fill=0))
+    images = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (64, 32, 32, 3), dtype=np.uint8))
+    aug = RotateAugment(images, CIFAR_MEAN, CIFAR_STD)
+    idx = torch.arange(64)
+    a, b = aug(idx, torch.Generator().manual_seed(1)), aug(idx, torch.Generator().manual_seed(1))
+    assert torch.equal(a, b) and a.shape == (64, 3, 32, 32)
+    black = aug.normalize(torch.zeros(1, 1, 1, 3))
+    corners = a[:, :, 0, 0]  # a turned image has fill in (at least one of) its corners, an unturned one rarely
+    assert (torch.isclose(corners, black[:, :, 0, 0]).all(1)).float().mean() > 0.3

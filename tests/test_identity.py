@@ -53,3 +53,24 @@ def test_schedule_refuses_settings_it_ignores(tiny_suite: Path) -> None:
     res = CliRunner().invoke(app, ["validate", str(tiny_suite)])
     assert res.exit_code == 2 and "cosine_warmup has no milestones" in res.output
     assert len([ln for ln in res.output.strip().splitlines() if ln]) <= 3  # one error line (wrapped at most)
+
+
+def test_file_dataset_colour_jitter_is_a_recorded_choice() -> None:
+    from torchvision import transforms as T
+
+    from benchmark.data.split_lists import train_transform
+    from benchmark.runner import choices_for
+
+    def jitter(kind: str, on: bool | None) -> bool:
+        return any(isinstance(t, T.ColorJitter) for t in train_transform(kind, 64, on).transforms)
+
+    assert jitter("imagenet_lt", None) and not jitter("inat2018", None)  # naver-ai/cmo's loaders
+    assert jitter("inat2018", True) and not jitter("imagenet_lt", False)  # the paper's form, one --set away
+
+    class Data:
+        reweight_epoch = 160
+
+    s = RunSettings.model_validate({"data": {"name": "inat2018"}, "backbone": {"name": "resnet50"}})
+    assert choices_for(s, Data())["color_jitter"] == "off (official code)"
+    s = RunSettings.model_validate({"data": {"name": "inat2018", "color_jitter": True}})
+    assert choices_for(s, Data())["color_jitter"] == "on (set)"

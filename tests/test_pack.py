@@ -235,3 +235,16 @@ def test_members_on_one_split_share_one_gather(monkeypatch: pytest.MonkeyPatch) 
     assert len(calls) == 1
     for (x, y), (x1, y1) in zip(together, alone, strict=True):
         assert torch.equal(x, x1) and torch.equal(y, y1)
+
+
+@pytest.mark.parametrize("window", ["always", "window"])
+def test_cmo_back_background_window(window: str, recording: list[dict[str, Any]]) -> None:
+    """CMO_back's minority-weighted background: in every epoch (always), or only inside the mixer's window with the
+    instance stream (every image once) outside it (window)."""
+    s = settings(0, "ce", "cmo_back", steps_per_epoch=None, epochs=1)
+    s = s.model_copy(update={"mixer": s.mixer.model_copy(update={"start": 0, "background_window": window})})
+    data = load_dataset(s.data)
+    fit(s, data)  # epoch 0 is outside the window (start 0 < epoch)
+    labels = torch.cat([b["y_a"][0] for b in recording[0]["batches"]])
+    instance = torch.bincount(labels, minlength=4).tolist() == data.class_counts
+    assert instance == (window == "window")

@@ -7,7 +7,7 @@ from typing import Protocol
 
 import torch
 
-from benchmark.data.pipeline import BatchAugment
+from benchmark.data.pipeline import BatchAugment, RotateAugment
 from benchmark.registry import Registry
 
 
@@ -28,4 +28,7 @@ augmentations: Registry[Callable[[torch.Tensor, tuple[float, ...], tuple[float, 
     Registry("augmentations")
 augmentations.register("standard", "RandomCrop(pad, zero fill) + horizontal flip + normalise (CIFAR reference)")(
     lambda images, mean, std, pad: BatchAugment(images, mean, std, pad=pad))
+augmentations.register("crop_flip_rotate", "RIDE's CIFAR transform: RandomCrop(pad) + horizontal flip + "
+                       "RandomRotation(15, nearest, zero fill) + normalise; batched, an angle per image")(
+    lambda images, mean, std, pad: RotateAugment(images, mean, std, pad=pad))
 from benchmark.data import strong_augment  # noqa: E402,F401  (registers strong pipelines)

@@ -66,3 +66,36 @@ def eval_batches(x: torch.Tensor, y: torch.Tensor, batch_size: int) -> Iterator[
     """Sequential uint8 batches of the test split."""
     for i in range(0, len(y), batch_size):
         yield x[i:i + batch_size], y[i:i + batch_size]
+
+
+class RotateAugment(BatchAugment):
+    """RIDE's CIFAR train transform: RandomCrop(size, padding=pad) + RandomHorizontalFlip + RandomRotation(15) +
+    Normalize, batched: crop and flip as `BatchAugment`, then each image turned by its own angle ~ U(-15, 15)
+    degrees about its centre, nearest neighbour, zero fill (torchvision's RandomRotation defaults). Nearest-pixel
+    sampling on the tensor grid can pick a neighbouring pixel at a few positions where PIL's rounding differs."""
+
+    def __init__(self, images: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...], pad: int = 4,
+                 degrees: float = 15.0) -> None:
+        super().__init__(images, mean, std, pad)
+        self.degrees = degrees
+
+    def __call__(self, idx: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        x = self.apply(idx, *self.draw(len(idx), gen))
+        angle = (torch.rand(len(idx), generator=gen, device=gen.device) * 2 - 1) * self.degrees
+        return rotate_batch(x, angle, self.normalize(torch.zeros(1, 1, 1, x.shape[1], device=x.device)))
+
+
+def rotate_batch(x: torch.Tensor, degrees: torch.Tensor, fill: torch.Tensor) -> torch.Tensor:
+    """Turn each NCHW image by its angle (degrees, counter-clockwise as torchvision) about its centre; pixels from
+    outside the image take `fill` ([1, C, 1, 1], e.g. black after normalisation)."""
+    theta = torch.deg2rad(degrees.to(x.device, torch.float32))
+    cos, sin = torch.cos(theta), torch.sin(theta)
+    zero = torch.zeros_like(cos)
+    # output (u, v) in [-1, 1] samples input at R(-theta) (u, v): counter-clockwise turn of the image content
+    affine = torch.stack([torch.stack([cos, -sin, zero], 1), torch.stack([sin, cos, zero], 1)], 1)
+    grid = torch.nn.functional.affine_grid(affine, list(x.shape), align_corners=False)
+    ones = torch.ones_like(x[:, :1])
+    out = torch.nn.functional.grid_sample(torch.cat([x, ones], 1), grid, mode="nearest", padding_mode="zeros",
+                                          align_corners=False)
+    inside = out[:, -1:]
+    return out[:, :-1] * inside + fill * (1 - inside)

@@ -35,7 +35,7 @@ def build_batches(batches: Sequence[Batch]) -> list[tuple[torch.Tensor, torch.Te
     out: list[Any] = [None] * len(batches)
     shared: dict[int, list[int]] = {}
     for i, b in enumerate(batches):
-        if isinstance(b, LazyBatch) and isinstance(b.source.aug, BatchAugment):
+        if isinstance(b, LazyBatch) and type(b.source.aug) is BatchAugment:  # crop + flip only
             shared.setdefault(id(b.source), []).append(i)
         else:
             out[i] = b()

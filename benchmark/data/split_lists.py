@@ -139,6 +139,7 @@ class FileLTData:
     image_size: int = 224
     reweight_epoch: int | None = None
     info: dict[str, Any] = field(default_factory=dict)
+    color_jitter: bool | None = None  # ColorJitter(0.4, 0.4, 0.4) in training; None: the official code's choice
 
     @property
     def class_counts(self) -> list[int]:
@@ -153,7 +154,8 @@ class FileLTData:
 
     def transforms(self) -> tuple[Transform, Transform]:
         """The reference (train, test) transforms of this dataset at `image_size`."""
-        return train_transform(self.name, self.image_size), test_transform(self.name, self.image_size)
+        return (train_transform(self.name, self.image_size, self.color_jitter),
+                test_transform(self.name, self.image_size))
 
     def datasets(self, train_transform: Transform | None,
                  test_transform: Transform | None) -> tuple[FileDataset, FileDataset]:
@@ -162,8 +164,10 @@ class FileLTData:
                 FileDataset(self.root, self.test_paths, self.test_y, test_transform))
 
 
-def train_transform(kind: str, size: int = 224) -> Transform:
-    """Reference train pipeline on PIL images (spec 3.3): RandomResizedCrop, flip, [ColorJitter], normalise."""
+def train_transform(kind: str, size: int = 224, color_jitter: bool | None = None) -> Transform:
+    """Reference train pipeline on PIL images: RandomResizedCrop, flip, [ColorJitter], normalise. The jitter follows
+    naver-ai/cmo's loaders (ImageNet-LT yes, iNaturalist no) unless `color_jitter` says otherwise (the paper gives
+    iNaturalist ImageNet-LT's augmentation)."""
     from torchvision import transforms as T
 
     lay = _layout(kind)
@@ -172,7 +176,7 @@ def train_transform(kind: str, size: int = 224) -> Transform:
                             interpolation=T.InterpolationMode.BILINEAR),
         T.RandomHorizontalFlip(),
     ]
-    if lay.color_jitter:
+    if lay.color_jitter if color_jitter is None else color_jitter:
         steps.append(T.ColorJitter(brightness=0.4, contrast=0.4, saturation=0.4, hue=0))
     steps += [T.ToTensor(), T.Normalize(lay.mean, lay.std)]
     return T.Compose(steps)
@@ -247,7 +251,7 @@ def read_train_counts(kind: str, root: str | None = None, train_list: str | None
 
 def build_file_lt(kind: str, root: str | None = None, split_seed: int = 0, imbalance_ratio: float | None = None,
                   train_list: str | None = None, test_list: str | None = None,
-                  image_size: int = 224) -> FileLTData:
+                  image_size: int = 224, color_jitter: bool | None = None) -> FileLTData:
     """The fixed official split of `kind` (split_seed / imbalance_ratio are accepted and ignored)."""
     del split_seed, imbalance_ratio  # fixed lists: nothing to draw
     lay = _layout(kind)
@@ -265,21 +269,24 @@ def build_file_lt(kind: str, root: str | None = None, split_seed: int = 0, imbal
         class_names=_class_names(train_paths, train_y, lay.num_classes), image_size=image_size,
         reweight_epoch=lay.reweight_epoch,
         info={"root": str(base), "train_list": str(train), "test_list": str(test), "fixed_split": True},
+        color_jitter=color_jitter,
     )
 
 
 def build_imagenet_lt(root: str | None = None, split_seed: int = 0, imbalance_ratio: float | None = None,
                       train_list: str | None = None, test_list: str | None = None,
-                      image_size: int = 224) -> FileLTData:
+                      image_size: int = 224, color_jitter: bool | None = None) -> FileLTData:
     """ImageNet-LT (spec 1.2): official train list, evaluated on the 50,000-image test list."""
-    return build_file_lt("imagenet_lt", root, split_seed, imbalance_ratio, train_list, test_list, image_size)
+    return build_file_lt("imagenet_lt", root, split_seed, imbalance_ratio, train_list, test_list, image_size,
+                         color_jitter)
 
 
 def build_inat2018(root: str | None = None, split_seed: int = 0, imbalance_ratio: float | None = None,
                    train_list: str | None = None, test_list: str | None = None,
-                   image_size: int = 224) -> FileLTData:
+                   image_size: int = 224, color_jitter: bool | None = None) -> FileLTData:
     """iNaturalist 2018 (spec 1.3): official train list, evaluated on the official val list."""
-    return build_file_lt("inat2018", root, split_seed, imbalance_ratio, train_list, test_list, image_size)
+    return build_file_lt("inat2018", root, split_seed, imbalance_ratio, train_list, test_list, image_size,
+                         color_jitter)
 
 
 def _counts(kind: str) -> Callable[..., list[int]]:

@@ -244,7 +244,8 @@ def _begin_epoch(m: Member, epoch: int, bs: int, steps: int, shard: tuple[int, i
     m.active = p.mixer.active(epoch, s.train.epochs, s.mixer.start, s.mixer.end)
     fg_order = p.foreground.epoch(m.gen) if m.active and p.foreground is not None else None
     m.fg_batches = m.source.batches(fg_order, bs, steps, m.aug_gen, shard) if fg_order is not None else None
-    m.batches = m.source.batches(p.background.epoch(m.gen), bs, steps, m.aug_gen, shard)
+    background = p.background if m.active or p.background_outside is None else p.background_outside
+    m.batches = m.source.batches(background.epoch(m.gen), bs, steps, m.aug_gen, shard)
     m.self_mix = m.active and p.mixer.foreground == "self"
     m.mixed = 0
     return weights if weights is not None else torch.ones(m.data.num_classes)

@@ -34,6 +34,7 @@ class Parts:
     mixer: MixerSpec
     background: Sampler
     foreground: Sampler | None
+    background_outside: Sampler | None  # the background stream outside the mixer's window, when it differs
     groups: ShotGroups
     mix_ctx: MixContext
 
@@ -69,6 +70,8 @@ def build_parts(s: RunSettings, data: LTData, labels: torch.Tensor, device: torc
         mixer=mixer,
         background=samplers.get(background_sampler(s))(sctx),
         foreground=samplers.get(foreground_sampler(s))(sctx) if foreground_sampler(s) else None,
+        background_outside=samplers.get(s.train.sampler)(sctx)
+        if s.mixer.background_window == "window" and background_sampler(s) != s.train.sampler else None,
         groups=groups,
         mix_ctx=MixContext(s.mixer.alpha, torch.tensor(counts, device=device), minority, data.mean, data.std),
     )
