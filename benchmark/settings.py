@@ -29,6 +29,9 @@ class DataSettings(Strict):
     image_size: int | None = Field(None, ge=8, description="synthetic / file datasets: side of the images")
     train_list: str | None = Field(None, description="file datasets: train split list (default under root)")
     test_list: str | None = Field(None, description="file datasets: test split list (default under root)")
+    format: Literal["jpeg_npz"] | None = Field(None, description="CIFAR: 'jpeg_npz' reads a JPEG copy (train.npz / "
+                                                                    "test.npz under data.root) instead of the "
+                                                                    "official batches; None = official files")
     color_jitter: bool | None = Field(None, description="file datasets: ColorJitter(0.4, 0.4, 0.4) in training; "
                                                          "None = the official code (ImageNet-LT on, iNat off; the "
                                                          "paper gives iNat ImageNet-LT's augmentation: true)")

@@ -11,7 +11,7 @@ from benchmark.config import list_suite_names, load_suite, plan
 from benchmark.records import read_record
 from benchmark.runner import InlineExecutor, run_suite
 
-CIFAR_SUITES = [n for n in list_suite_names() if n not in ("quickstart", "perf_equivalence")
+CIFAR_SUITES = [n for n in list_suite_names() if n.startswith(("table", "fig"))
                 and any(r.settings.data.name.startswith("cifar") for r in plan(load_suite(n)[0], smoke=True))]
 # The CIFAR rows on generated data of CIFAR-100's class count (no files here), tiny images and steps.
 TINY = {"data.name": "synthetic_lt", "data.num_classes": 100, "data.max_per_class": 100, "data.test_per_class": 1,

@@ -35,9 +35,11 @@ def test_auto_execution_is_fast_on_cuda_and_plain_on_cpu() -> None:
 
 def test_execution_settings_do_not_change_the_run_id() -> None:
     a = RunSettings.model_validate(TINY)
-    b = RunSettings.model_validate({**TINY, "train": {**TINY["train"], "precision": "bf16", "channels_last": True,
-                                                       "cuda_graph": False}})
+    b = RunSettings.model_validate({**TINY, "train": {**TINY["train"], "channels_last": True, "cuda_graph": False,
+                                                       "compile": True}})
     assert a.run_hash() == b.run_hash() and a.config_hash() == b.config_hash()
+    fp32 = RunSettings.model_validate({**TINY, "train": {**TINY["train"], "precision": "fp32"}})
+    assert fp32.run_hash() != a.run_hash()  # a precision control is a run of its own
 
 
 @pytest.mark.parametrize("crit", [CrossEntropy(), LDAMLoss([40, 20, 10, 5])])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import io
 import pickle
 from functools import partial
 from pathlib import Path
@@ -90,11 +92,54 @@ def select_lt_indices(train_y: np.ndarray, counts: list[int], split_seed: int) -
     return np.concatenate(chosen)
 
 
+def read_jpeg_npz(folder: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[str]]:
+    """A JPEG copy of CIFAR stored as train.npz / test.npz (`jpeg` bytes, `offsets`, `labels`, `class_names`; plain
+    arrays, no pickle), decoded once and kept in the data cache ($LTBENCH_DATA or the user cache). The images are
+    lossy and in (label, index in class) order, not the official global order, so the long-tailed subset drawn from
+    them differs from the official one."""
+    from PIL import Image
+
+    files = [folder / "train.npz", folder / "test.npz"]
+    if not all(f.is_file() for f in files):
+        raise DataError(f"data.format jpeg_npz: expected {folder}/train.npz and test.npz (JPEG bytes, offsets, "
+                        f"labels); point data.root at such a folder")
+
+    key = hashlib.sha256(b"".join(f.read_bytes()[:1 << 16] + str(f.stat().st_size).encode() for f in files))
+    cache = default_data_root() / f"cifar_jpeg_decoded_{key.hexdigest()[:12]}.npz"
+    if cache.is_file():
+        d = np.load(cache)
+        return d["train_x"], d["train_y"], d["test_x"], d["test_y"], [str(n) for n in d["names"]]
+
+    def decode(path: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        d = np.load(path)
+        buf, off = d["jpeg"], d["offsets"]
+        x = np.stack([np.asarray(Image.open(io.BytesIO(buf[a:b].tobytes())).convert("RGB"))
+                      for a, b in zip(off[:-1], off[1:], strict=True)])
+        return x, d["labels"].astype(np.int64), [str(n) for n in d["class_names"]]
+
+    train_x, train_y, names = decode(files[0])
+    test_x, test_y, _ = decode(files[1])
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_name(f".{cache.name}.tmp.npz")
+        np.savez(tmp, train_x=train_x, train_y=train_y, test_x=test_x, test_y=test_y, names=np.array(names))
+        tmp.replace(cache)
+    except OSError:
+        pass  # no writable cache: decode again next time
+    return train_x, train_y, test_x, test_y, names
+
+
 def build_cifar_lt(num_classes: int, imbalance_ratio: float = 100.0, root: str | None = None,
-                   download: bool = True, split_seed: int = 0) -> LTData:
-    """CIFAR-{10,100}-LT as in spec section 1.1: counts by the exponential profile, official selection."""
+                   download: bool = True, split_seed: int = 0, format: str | None = None) -> LTData:
+    """CIFAR-{10,100}-LT as in spec section 1.1: counts by the exponential profile, official selection. `format`
+    'jpeg_npz' reads a JPEG copy under root instead of the official batches (`read_jpeg_npz`)."""
     base = Path(root).expanduser() if root else default_data_root()
-    train_x, train_y, test_x, test_y, names = read_cifar(base, num_classes, download)
+    if format == "jpeg_npz":
+        train_x, train_y, test_x, test_y, names = read_jpeg_npz(base)
+    elif format is None:
+        train_x, train_y, test_x, test_y, names = read_cifar(base, num_classes, download)
+    else:
+        raise DataError(f"data.format '{format}': use jpeg_npz (a JPEG copy) or leave it unset (official files)")
     img_max = len(train_y) // num_classes
     counts = exp_profile(img_max, num_classes, imbalance_ratio)
     sel = select_lt_indices(train_y, counts, split_seed)
@@ -102,7 +147,8 @@ def build_cifar_lt(num_classes: int, imbalance_ratio: float = 100.0, root: str |
         name=f"cifar{num_classes}_lt", num_classes=num_classes,
         train_x=train_x[sel], train_y=train_y[sel], test_x=test_x, test_y=test_y,
         mean=CIFAR_MEAN, std=CIFAR_STD, class_names=names, train_source_index=sel, reweight_epoch=160,
-        info={"root": str(base), "imbalance_ratio": imbalance_ratio, "split_seed": split_seed},
+        info={"root": str(base), "imbalance_ratio": imbalance_ratio, "split_seed": split_seed,
+              "format": format or "official"},
     )
 
 
