@@ -111,10 +111,15 @@ class RunSpec:
         return self.settings.config_hash()
 
     @property
+    def run_hash(self) -> str:
+        """The settings hash with seed and (from version 2 on) the suite's version: the run's identity."""
+        return self.settings.run_hash(self.suite_version)
+
+    @property
     def run_id(self) -> str:
         """Stable id: cell, seed and the hash of the resolved settings (a changed setting, a new id)."""
         prefix = "smoke-" if self.smoke else ""
-        return f"{prefix}{self.cell}-s{self.seed}-{self.settings.run_hash()}"
+        return f"{prefix}{self.cell}-s{self.seed}-{self.run_hash}"
 
 
 def slug(name: str) -> str:

@@ -19,7 +19,7 @@ from benchmark.records import RunRecord, read_record, record_path, write_record
 #   done   - its own record is finished (skipped, as before)
 #   failed - its own record failed and --retry-failed is not given (skipped, as before)
 Action = Literal["train", "link", "reuse", "done", "failed"]
-RunKey = tuple[str, bool]  # (RunSettings.run_hash(), smoke)
+RunKey = tuple[str, bool]  # (RunSpec.run_hash, smoke)
 
 
 _RECORD_NAME = re.compile(r"-s\d+-([0-9a-f]{10})$")  # <cell>-s<seed>-<run_hash>
@@ -106,7 +106,7 @@ def plan_suites(suites: list[tuple[SuiteSpec, str | Path]], *, seeds: list[int] 
 
 def run_key(r: RunSpec) -> RunKey:
     """A run's identity across suites: its settings hash with seed, and the smoke flag."""
-    return r.settings.run_hash(), r.smoke
+    return r.run_hash, r.smoke
 
 
 def finished_index(results_dir: Path) -> dict[str, list[Path]]:
@@ -210,7 +210,7 @@ def linked_record(source: Path, run: RunSpec, results_dir: Path) -> RunRecord:
     """A copy of a finished record for another occurrence of the same run: suite, version, row, column and run id
     of `run`, and `reused_from` naming the record that trained it."""
     rec = read_record(source)
-    if rec.status != "done" or rec.smoke != run.smoke or not rec.run_id.endswith(run.settings.run_hash()):
+    if rec.status != "done" or rec.smoke != run.smoke or not rec.run_id.endswith(run.run_hash):
         raise SuiteError(f"{source}: not a finished record of run {run.run_id}'s settings")
     return rec.model_copy(update={"suite": run.suite, "suite_version": run.suite_version, "row": run.row,
                                   "column": run.column, "run_id": run.run_id,

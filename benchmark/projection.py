@@ -289,7 +289,7 @@ def dry_run(mp: MultiPlan, *, runs_per_gpu: int | None = None, device_kind: str 
             start = 0 if mp.force or not ckpt.is_file() else checkpoint_epoch(ckpt)
             s = m.run.settings
             costs.append(run_cost(s, start, with_stage1=s.stage2 is None
-                                  or (m.run.suite, s.stage1().run_hash()) not in stage1_ok))
+                                  or (m.run.suite, s.stage1().run_hash(m.run.suite_version)) not in stage1_ok))
         train, ev = sum(c.train_images for c in costs), sum(c.eval_images for c in costs)
         epochs = sum(c.epochs for c in costs)
         projected = all(c.projected for c in costs)

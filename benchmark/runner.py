@@ -172,7 +172,7 @@ def stage1_model(r: RunSpec, data: LTData, path: Path, hook: Callable[[dict[str,
 
     s1 = r.settings.stage1()
     suite_dir = path.parent.parent
-    for cand in sorted(suite_dir.glob(f"*/*-{s1.run_hash()}.json")):
+    for cand in sorted(suite_dir.glob(f"*/*-{s1.run_hash(r.suite_version)}.json")):
         if existing_status(cand) != "done":
             continue
         rec = read_record(cand)

@@ -170,9 +170,11 @@ class RunSettings(Strict):
         """Hash of the identity without the seed: runs that differ only in seed share it."""
         return _digest({k: v for k, v in self.identity().items() if k != "seed"})
 
-    def run_hash(self) -> str:
-        """Hash of the identity including the seed."""
-        return _digest(self.identity())
+    def run_hash(self, suite_version: int = 1) -> str:
+        """Hash of the identity including the seed; a suite version above 1 is part of it (bumping a suite's version
+        makes its runs new ones, and they share records only with suites at that version)."""
+        ident = self.identity()
+        return _digest(ident if suite_version <= 1 else {**ident, "suite_version": suite_version})
 
 
 # How a run executes (where, in which precision and memory layout, graphed or not) is recorded with the run, not

@@ -74,3 +74,14 @@ def test_file_dataset_colour_jitter_is_a_recorded_choice() -> None:
     assert choices_for(s, Data())["color_jitter"] == "off (official code)"
     s = RunSettings.model_validate({"data": {"name": "inat2018", "color_jitter": True}})
     assert choices_for(s, Data())["color_jitter"] == "on (set)"
+
+
+def test_suite_version_from_2_on_is_part_of_the_run_id(tiny_suite: Path) -> None:
+    from benchmark.config import load_suite, plan
+
+    v1 = plan(load_suite(str(tiny_suite))[0])
+    tiny_suite.write_text(tiny_suite.read_text().replace("version: 1", "version: 2"))
+    v2 = plan(load_suite(str(tiny_suite))[0])
+    assert [r.settings.run_hash() for r in v1] == [r.run_hash for r in v1]  # version 1: the ids records already have
+    assert all(a.settings == b.settings and a.run_id != b.run_id for a, b in zip(v1, v2, strict=True))
+    assert all(r.run_id.endswith(r.settings.run_hash(2)) for r in v2)
