@@ -1,7 +1,11 @@
-"""Datasets: importing this package registers every dataset (CIFAR-LT, synthetic_lt)."""
+"""Datasets, samplers, batch sources and augmentations: importing this package registers every dataset (CIFAR-LT,
+synthetic_lt, ImageNet-LT, iNat) and augmentation (a module defining a registry never imports the modules that fill
+it)."""
 
-from benchmark.data import (
-    cifar,  # noqa: F401  (registration side effects)
-    split_lists,  # noqa: F401
-    synthetic_lt,  # noqa: F401
+from benchmark.data import (  # noqa: F401  (registration side effects)
+    augment,
+    cifar,
+    split_lists,
+    strong_augment,
+    synthetic_lt,
 )

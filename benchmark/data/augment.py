@@ -31,4 +31,3 @@ augmentations.register("standard", "RandomCrop(pad, zero fill) + horizontal flip
 augmentations.register("crop_flip_rotate", "RIDE's CIFAR transform: RandomCrop(pad) + horizontal flip + "
                        "RandomRotation(15, nearest, zero fill) + normalise; batched, an angle per image")(
     lambda images, mean, std, pad: RotateAugment(images, mean, std, pad=pad))
-from benchmark.data import strong_augment  # noqa: E402,F401  (registers strong pipelines)

@@ -137,5 +137,3 @@ losses.register("ldam", "LDAM: label-distribution-aware margins (max 0.5, s 30) 
     LossDef(lambda ctx, max_m=0.5, s=30.0: LDAMLoss(ctx.class_counts, max_m, s), head="cosine"))
 losses.register("balanced_softmax", "Balanced Softmax: CE on logits + log class prior (no re-weighting)")(
     LossDef(lambda ctx: BalancedSoftmax(ctx.class_counts)))
-# Losses defined in their own modules register themselves on import.
-from benchmark.methods import las, ride_loss  # noqa: E402,F401

@@ -137,4 +137,3 @@ mixers.register("cmo_mixup", "CMO's sampling (background ~ P, foreground ~ Q) mi
     MixerSpec("instance", "q", mixup_op))
 mixers.register("remix", "Remix: in-batch Mixup, minority-favouring labels (kappa 3, tau 0.5)")(
     MixerSpec("instance", "self", remix_op, per_sample_lam=True))
-from benchmark.methods import minority_augment  # noqa: E402,F401
