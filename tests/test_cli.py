@@ -97,7 +97,7 @@ def test_bench_cpu_json() -> None:
 
 
 def test_record_choices_name_the_code_vs_paper_decisions() -> None:
-    from benchmark.runner import choices_for
+    from benchmark.choices import choices_for
     from benchmark.settings import RunSettings
 
     class Data:  # what choices_for reads of a dataset

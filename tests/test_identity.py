@@ -59,7 +59,7 @@ def test_file_dataset_colour_jitter_is_a_recorded_choice() -> None:
     from torchvision import transforms as T
 
     from benchmark.data.split_lists import train_transform
-    from benchmark.runner import choices_for
+    from benchmark.choices import choices_for
 
     def jitter(kind: str, on: bool | None) -> bool:
         return any(isinstance(t, T.ColorJitter) for t in train_transform(kind, 64, on).transforms)
