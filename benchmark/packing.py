@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Protocol, TypeVar
 
 from benchmark.components import dataset_options
 from benchmark.config import RunSpec
@@ -108,10 +108,3 @@ def group_jobs(jobs: list[J], k: int) -> list[list[J]]:
             units.append(unit)
         unit.append(job)
     return units
-
-
-def describe_unit(unit: list[J]) -> dict[str, Any]:
-    """A unit's size, epochs and images per epoch of each member (for plans and logs)."""
-    s = unit[0].run.settings
-    return {"size": len(unit), "epochs": s.train.epochs, "runs": [j.run.run_id for j in unit],
-            "images_per_epoch": [train_images(j.run.settings) for j in unit]}

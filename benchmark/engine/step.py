@@ -12,6 +12,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from benchmark.methods.losses import logits_of
+
 
 @dataclass
 class PackBatch:
@@ -141,7 +143,7 @@ class TrainStep:
             outs = model(b.x)
         losses = self.loss_fn(outs, b)
         with torch.no_grad():
-            correct = torch.stack([(_logits(o).argmax(-1) == b.y_a[j]).sum() for j, o in enumerate(outs)])
+            correct = torch.stack([(logits_of(o).argmax(-1) == b.y_a[j]).sum() for j, o in enumerate(outs)])
         return losses, correct
 
     def _eager(self, b: PackBatch, model: Callable[[torch.Tensor], list[Any]] | None = None
@@ -212,11 +214,6 @@ class TrainStep:
         return {**self.ex.as_dict(), "graph_replays": self.replays,
                 **({"graph_fallback": self.fallback} if self.fallback else {}),
                 **({"compile_fallback": self.compile_fallback} if self.compile_fallback else {})}
-
-
-def _logits(out: Any) -> torch.Tensor:
-    """Model outputs are a logits tensor, or a dict with 'logits' (multi-expert models add 'experts')."""
-    return out["logits"] if isinstance(out, dict) else out
 
 
 def host_sync_sites(fn: Callable[[], Any]) -> list[str] | None:
