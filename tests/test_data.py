@@ -76,3 +76,27 @@ def test_real_cifar10_lt_counts(real_cifar10: Path) -> None:
     d = datasets.get("cifar10_lt").build(imbalance_ratio=100, root=str(real_cifar10), download=False)
     assert d.class_counts == [5000, 2997, 1796, 1077, 645, 387, 232, 139, 83, 50]
     assert d.train_x.shape == (12406, 32, 32, 3) and len(d.test_y) == 10000
+
+
+def test_a_crafted_cifar_batch_does_not_run_code(tiny_cifar10: Path, tmp_path: Path) -> None:
+    """CIFAR batches are read by an unpickler that builds only arrays, lists and strings: a batch that would run
+    code on load is refused with one line, and the code never runs."""
+    import pickle
+
+    from benchmark.components import load_dataset
+    from benchmark.data.base import DataError
+    from benchmark.settings import DataSettings
+
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self) -> tuple:
+            return (open, (str(marker), "w"))
+
+    batch = tiny_cifar10 / "cifar-10-batches-py" / "data_batch_1"
+    entry = pickle.loads(batch.read_bytes())
+    entry["labels"] = Payload()
+    batch.write_bytes(pickle.dumps(entry))
+    with pytest.raises(DataError, match=r"malformed \(\w+\.open is not allowed in a CIFAR batch\)"):
+        load_dataset(DataSettings(name="cifar10_lt", root=str(tiny_cifar10), download=False, imbalance_ratio=10))
+    assert not marker.exists()

@@ -58,8 +58,8 @@ def test_schedule_refuses_settings_it_ignores(tiny_suite: Path) -> None:
 def test_file_dataset_colour_jitter_is_a_recorded_choice() -> None:
     from torchvision import transforms as T
 
-    from benchmark.data.split_lists import train_transform
     from benchmark.choices import choices_for
+    from benchmark.data.split_lists import train_transform
 
     def jitter(kind: str, on: bool | None) -> bool:
         return any(isinstance(t, T.ColorJitter) for t in train_transform(kind, 64, on).transforms)

@@ -7,6 +7,7 @@ import io
 import pickle
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -20,9 +21,25 @@ _LAYOUT = {
 }
 
 
+# What the official CIFAR python batches contain: dicts of str / bytes / int lists and NumPy arrays (pickled as
+# `ndarray` + `dtype` + the array reconstructor, under NumPy 1 or 2 module names); nothing else may be built.
+_CIFAR_GLOBALS = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+                  ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+                  ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")}
+
+
+class _CifarUnpickler(pickle.Unpickler):
+    """An unpickler that builds only the types of the official CIFAR batches: a crafted file cannot run code."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) not in _CIFAR_GLOBALS:
+            raise pickle.UnpicklingError(f"{module}.{name} is not allowed in a CIFAR batch")
+        return super().find_class(module, name)
+
+
 def _unpickle(path: Path) -> dict:
     with path.open("rb") as f:
-        return pickle.load(f, encoding="latin1")
+        return _CifarUnpickler(f, encoding="latin1").load()
 
 
 def cifar_folder(root: Path, num_classes: int) -> Path:
