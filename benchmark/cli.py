@@ -51,8 +51,8 @@ def parse_seeds(text: str | None) -> list[int] | None:
         seeds = [int(s) for s in text.split(",") if s.strip()]
     except ValueError:
         fail(f"--seeds '{text}': expected comma-separated integers, e.g. 0,1,2")
-    if not seeds or any(s < 0 for s in seeds):
-        fail(f"--seeds '{text}': give at least one non-negative seed")
+    if not seeds or any(s < 0 or s >= 2**32 for s in seeds) or len(set(seeds)) != len(seeds):
+        fail(f"--seeds '{text}': give distinct seeds in [0, 2^32), e.g. 0,1,2")
     return seeds
 
 

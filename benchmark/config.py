@@ -84,8 +84,8 @@ class SuiteSpec(Strict):
     @field_validator("seeds")
     @classmethod
     def _seeds(cls, v: list[int]) -> list[int]:
-        if any(s < 0 for s in v) or len(set(v)) != len(v):
-            raise ValueError("seeds must be distinct non-negative integers")
+        if any(s < 0 or s >= 2**32 for s in v) or len(set(v)) != len(v):
+            raise ValueError("seeds must be distinct integers in [0, 2^32)")
         return v
 
 
@@ -296,6 +296,8 @@ def plan(spec: SuiteSpec, *, seeds: list[int] | None = None, overrides: dict[str
         >>> [r.run_id for r in plan(spec)]  # doctest: +SKIP
     """
     over = dict(overrides or {})
+    if "seed" in over:
+        raise SuiteError("--set seed=... would be replaced by each planned seed: use --seeds instead")
     if smoke:
         over = {**SMOKE_OVERRIDES, **spec.smoke, **over}
     wanted = select_rows(spec, rows)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -19,14 +19,17 @@ class DataSettings(Strict):
     """Which long-tailed dataset and how it is built."""
 
     name: str = "cifar100_lt"
-    imbalance_ratio: float = Field(100.0, ge=1.0, description="n_max / n_min of the exponential profile")
+    imbalance_ratio: float = Field(100.0, ge=1.0, le=1e6, allow_inf_nan=False,
+                                   description="n_max / n_min of the exponential profile")
     root: str | None = Field(None, description="data root; default $LTBENCH_DATA or the user cache dir")
     download: bool = Field(True, description="download official files through torchvision when missing")
-    split_seed: int = Field(0, description="legacy NumPy seed of the subset draw (official rand_number)")
-    num_classes: int | None = Field(None, ge=2, description="synthetic only")
-    max_per_class: int | None = Field(None, ge=1, description="synthetic only: images of the head class")
-    test_per_class: int | None = Field(None, ge=1, description="synthetic only: balanced test images per class")
-    image_size: int | None = Field(None, ge=8, description="synthetic / file datasets: side of the images")
+    split_seed: int = Field(0, ge=0, lt=2**32,
+                            description="legacy NumPy seed of the subset draw (official rand_number)")
+    num_classes: int | None = Field(None, ge=2, le=100_000, description="synthetic only")
+    max_per_class: int | None = Field(None, ge=1, le=100_000, description="synthetic only: images of the head class")
+    test_per_class: int | None = Field(None, ge=1, le=100_000,
+                                       description="synthetic only: balanced test images per class")
+    image_size: int | None = Field(None, ge=8, le=1024, description="synthetic / file datasets: side of the images")
     train_list: str | None = Field(None, description="file datasets: train split list (default under root)")
     test_list: str | None = Field(None, description="file datasets: test split list (default under root)")
     format: Literal["jpeg_npz"] | None = Field(None, description="CIFAR: 'jpeg_npz' reads a JPEG copy (train.npz / "
@@ -61,7 +64,7 @@ class MixerSettings(Strict):
     """Settings shared by the batch mixers (CMO and its relatives)."""
 
     prob: float = Field(0.5, ge=0.0, le=1.0, description="probability that a batch is mixed")
-    alpha: float = Field(1.0, gt=0.0, description="lambda ~ Beta(alpha, alpha)")
+    alpha: float = Field(1.0, gt=0.0, le=1e3, allow_inf_nan=False, description="lambda ~ Beta(alpha, alpha)")
     start: int = Field(3, description="active only while start < epoch (0-based)")
     end: int = Field(3, ge=0, description="... and epoch < epochs - end")
     fg_power: float = Field(1.0, ge=0.0, description="r of q(r): per-sample weight (1/n_k)^r")
@@ -81,16 +84,19 @@ class MixerSettings(Strict):
 class TrainSettings(Strict):
     """Optimiser, schedule and loop settings."""
 
-    epochs: int = Field(200, gt=0)
-    batch_size: int = Field(128, gt=0)
-    lr: float = Field(0.1, gt=0.0, description="base learning rate for batch 128")
+    epochs: int = Field(200, gt=0, le=10_000)
+    batch_size: int = Field(128, gt=0, le=65_536)
+    lr: float = Field(0.1, gt=0.0, le=100.0, allow_inf_nan=False, description="base learning rate for batch 128")
     momentum: float = Field(0.9, ge=0.0, lt=1.0)
-    weight_decay: float = Field(2e-4, ge=0.0, description="applied to every parameter, BN included")
+    weight_decay: float = Field(2e-4, ge=0.0, le=1.0, allow_inf_nan=False,
+                                description="applied to every parameter, BN included")
     nesterov: bool = False
     schedule: str = "cifar_step"
-    warmup_epochs: int | None = Field(None, ge=0, description="None = the schedule's own value")
-    milestones: list[int] | None = Field(None, description="None = the schedule's own (1-based) epochs")
-    gamma: float | None = Field(None, gt=0.0, description="None = the schedule's own decay factor")
+    warmup_epochs: int | None = Field(None, ge=0, le=10_000, description="None = the schedule's own value")
+    milestones: list[Annotated[int, Field(ge=1, le=10_000)]] | None = Field(
+        None, description="None = the schedule's own (1-based) epochs")
+    gamma: float | None = Field(None, gt=0.0, le=1.0, allow_inf_nan=False,
+                                description="None = the schedule's own decay factor")
     sampler: str = Field("instance", description="background (main) stream sampler")
     augment: str = Field("standard", description="train augmentation: standard (pad-crop + flip) or a registered one")
     pipeline: Literal["tensor", "reference"] = Field(
@@ -112,14 +118,15 @@ class Stage2Settings(Strict):
     """MiSLAS-style second stage: frozen backbone (BN statistics still update), class-balanced sampling,
     classifier + learnable per-class logit scale, label-aware smoothing, cosine lr (CIFAR-100 r100 defaults)."""
 
-    epochs: int = Field(10, gt=0)
-    lr: float = Field(0.1, gt=0.0, description="cosine from lr to 0; the logit scale uses it as is")
+    epochs: int = Field(10, gt=0, le=10_000)
+    lr: float = Field(0.1, gt=0.0, le=100.0, allow_inf_nan=False,
+                      description="cosine from lr to 0; the logit scale uses it as is")
     lr_factor: float = Field(0.2, gt=0.0, description="classifier lr = lr_factor x lr (MiSLAS CIFAR-100 r100: 0.2)")
     eps_head: float = Field(0.4, ge=0.0, lt=1.0)
     eps_tail: float = Field(0.1, ge=0.0, lt=1.0)
     sampler: str = Field("ros", description="class-balanced draws with replacement")
-    batch_size: int = Field(128, gt=0)
-    weight_decay: float = Field(5e-4, ge=0.0)
+    batch_size: int = Field(128, gt=0, le=65_536)
+    weight_decay: float = Field(5e-4, ge=0.0, le=1.0, allow_inf_nan=False)
 
 
 class EvalSettings(Strict):
@@ -139,7 +146,7 @@ class EvalSettings(Strict):
 class RunSettings(Strict):
     """Everything that determines one training run; hashing it gives the run id."""
 
-    seed: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0, lt=2**32, description="seeds torch, the data-order generator and NumPy (< 2^32)")
     data: DataSettings = DataSettings()
     backbone: BackboneSettings = BackboneSettings()
     method: MethodSettings = MethodSettings()

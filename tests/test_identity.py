@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import torch
 from typer.testing import CliRunner
 
@@ -85,3 +86,24 @@ def test_suite_version_from_2_on_is_part_of_the_run_id(tiny_suite: Path) -> None
     assert [r.settings.run_hash() for r in v1] == [r.run_hash for r in v1]  # version 1: the ids records already have
     assert all(a.settings == b.settings and a.run_id != b.run_id for a, b in zip(v1, v2, strict=True))
     assert all(r.run_id.endswith(r.settings.run_hash(2)) for r in v2)
+
+
+@pytest.mark.parametrize(("key", "value", "field"), [
+    ("train.epochs", "1e30", "train.epochs"), ("train.batch_size", "1000000000000", "train.batch_size"),
+    ("train.lr", ".inf", "train.lr"), ("train.gamma", "1e30", "train.gamma"), ("train.milestones", "[-5, 10]",
+                                                                             "train.milestones.0"),
+    ("data.image_size", "100000", "data.image_size"), ("data.split_seed", "9223372036854775808", "data.split_seed"),
+])
+def test_absurd_values_are_refused_naming_the_field(tiny_suite: Path, key: str, value: str, field: str) -> None:
+    res = CliRunner().invoke(app, ["run", "suite", str(tiny_suite), "--dry-run", "--set", f"{key}={value}"])
+    assert res.exit_code == 2 and field in res.output, res.output
+
+
+def test_seeds_follow_one_rule_everywhere(tiny_suite: Path) -> None:
+    for args, needle in ((["--seeds", "0,0"], "distinct"), (["--seeds", str(2**63)], "2^32"),
+                         (["--set", "seed=5"], "--seeds")):
+        res = CliRunner().invoke(app, ["run", "suite", str(tiny_suite), "--dry-run", *args])
+        assert res.exit_code == 2 and needle in res.output, (args, res.output)
+    tiny_suite.write_text(tiny_suite.read_text().replace("seeds: [0]", f"seeds: [0, {2**40}]"))
+    res = CliRunner().invoke(app, ["validate", str(tiny_suite)])
+    assert res.exit_code == 2 and "seeds" in res.output
