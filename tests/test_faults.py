@@ -83,8 +83,8 @@ def test_checkpoint_from_another_run(tiny_suite: Path, tmp_path: Path) -> None:
 
 
 def test_failed_run_summary_exit_1_and_retry(tiny_suite: Path, tmp_path: Path) -> None:
-    tiny_suite.write_text(tiny_suite.read_text().replace("    method: {loss: ce}\n",
-                                                         "    method: {loss: ce}\n    set: {train.lr: 1.0e+30}\n"))
+    diverge = "    method: {loss: ce}\n    set: {method.loss: ldam, method.loss_args: {s: 1.0e+38}}\n"  # inf logits
+    tiny_suite.write_text(tiny_suite.read_text().replace("    method: {loss: ce}\n", diverge))
     args = ["run", "suite", str(tiny_suite), "--results-dir", str(tmp_path / "res"), "--tracker", "none"]
     res = runner.invoke(app, args)
     assert res.exit_code == 1 and "failed" in res.output and "done" in res.output

@@ -145,7 +145,7 @@ def test_force_retrains_the_primary_and_relinks_the_others(tmp_path: Path) -> No
 
 
 def test_failed_primary_leaves_the_other_occurrences_pending(tmp_path: Path) -> None:
-    bad = "    method: {loss: ce}\n    set: {train.lr: 1.0e+30}\n"
+    bad = "    method: {loss: ce}\n    set: {method.loss: ldam, method.loss_args: {s: 1.0e+38}}\n"
     a, b = _suites(tmp_path, SUITE_A.replace("    method: {loss: ce}\n", bad),
                    SUITE_B.replace("    method: {loss: ce}\n", bad))
     res = tmp_path / "res"

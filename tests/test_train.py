@@ -39,7 +39,7 @@ def test_same_seed_same_result_other_seed_differs() -> None:
 
 
 def test_non_finite_loss_is_a_failed_record_and_the_suite_goes_on(tiny_suite: Path, tmp_path: Path) -> None:
-    diverge = "    method: {loss: ce}\n    set: {train.lr: 1.0e+30}\n"
+    diverge = "    method: {loss: ce}\n    set: {method.loss: ldam, method.loss_args: {s: 1.0e+38}}\n"
     tiny_suite.write_text(tiny_suite.read_text().replace("    method: {loss: ce}\n", diverge))
     spec, _ = load_suite(str(tiny_suite))
     outcomes = run_suite(spec, results_dir=tmp_path / "res", tracker="none")
