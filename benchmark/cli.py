@@ -158,6 +158,7 @@ def run_suite_cmd(
     its record (`reused_from`), as do runs whose settings finished earlier in any suite.
     """
     from benchmark.engine.runtime import Preempted
+    from benchmark.executors import make_executor
     from benchmark.planning import load_suites
     from benchmark.progress import RunProgress
     from benchmark.runner import run_suites
@@ -267,29 +268,6 @@ def dry_run_cmd(suites: list, *, seeds: list[int] | None, overrides: dict, smoke
         for msg in sorted({d.message for d in download}):
             n = sum(d.message == msg for d in download)
             console.print(f"Data to download ({n} rows): {msg}", highlight=False, markup=False, soft_wrap=True)
-
-
-def make_executor(kind: str, gpus: int | None, runs_per_gpu: int | None, profile: Path | None, partition: str | None,
-                  account: str | None, time_min: int | None, gpus_per_run: int | None, cluster: str | None,
-                  wait: bool, folder: Path) -> object:
-    from benchmark.executors import LocalExecutor, SlurmConfig, SlurmExecutor
-    from benchmark.runner import InlineExecutor
-
-    if runs_per_gpu is not None and runs_per_gpu < 1:
-        raise SuiteError("--runs-per-gpu must be >= 1")
-    if kind == "inline":
-        return InlineExecutor(runs_per_gpu)
-    if kind == "local":
-        if (gpus is not None and gpus < 1) or (gpus_per_run or 1) < 1:
-            raise SuiteError("--gpus, --runs-per-gpu and --gpus-per-run must be >= 1")
-        return LocalExecutor(gpus, runs_per_gpu, gpus_per_run or 1)
-    if kind == "slurm":
-        if profile is not None and not profile.is_file():
-            raise SuiteError(f"--slurm-profile {profile}: no such file")
-        cfg = SlurmConfig.load(profile, partition=partition, account=account, time_min=time_min,
-                               gpus_per_run=gpus_per_run, runs_per_task=runs_per_gpu)
-        return SlurmExecutor(cfg, folder, cluster=cluster, wait=wait)
-    raise SuiteError(f"--executor '{kind}': use inline, local or slurm")
 
 
 @app.command("status")

@@ -14,10 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from benchmark.config import SuiteError
 from benchmark.jobs import RunJob
 from benchmark.packing import auto_pack_size, group_jobs
 from benchmark.records import read_record
-from benchmark.runner import RunOutcome, run_unit
+from benchmark.runner import InlineExecutor, RunOutcome, run_unit
 
 
 def detect_gpus() -> int:
@@ -44,8 +45,6 @@ class LocalExecutor:
             groups = [",".join(str(g) for g in range(i, i + gpus_per_run))
                       for i in range(0, self.gpus - gpus_per_run + 1, gpus_per_run)]
             if not groups or (runs_per_gpu or 1) != 1:
-                from benchmark.config import SuiteError
-
                 raise SuiteError(f"--gpus-per-run {gpus_per_run} needs at least that many GPUs and --runs-per-gpu 1")
             self.devices = groups
         else:
@@ -145,8 +144,6 @@ class SlurmConfig:
         base: dict[str, Any] = (yaml.safe_load(path.read_text()) or {}) if path else {}
         unknown = set(base) - set(cls.__dataclass_fields__)
         if unknown:
-            from benchmark.config import SuiteError
-
             raise SuiteError(f"{path}: unknown Slurm profile key(s) {sorted(unknown)}; "
                              f"known: {', '.join(cls.__dataclass_fields__)}")
         merged = {**base, **{k: v for k, v in options.items() if v is not None}}
@@ -260,3 +257,24 @@ def run_status(path: Path, run_id: str, queue: dict[str, str]) -> str:
     if path.with_suffix(".ckpt").exists():
         return "interrupted (resumes)"
     return f"queued ({queue[run_id]})" if run_id in queue else "not started"
+
+
+def make_executor(kind: str, gpus: int | None, runs_per_gpu: int | None, profile: Path | None, partition: str | None,
+                  account: str | None, time_min: int | None, gpus_per_run: int | None, cluster: str | None,
+                  wait: bool, folder: Path) -> object:
+    """The executor a `run suite` command names, from its options; a bad combination is a SuiteError (one line)."""
+    if runs_per_gpu is not None and runs_per_gpu < 1:
+        raise SuiteError("--runs-per-gpu must be >= 1")
+    if kind == "inline":
+        return InlineExecutor(runs_per_gpu)
+    if kind == "local":
+        if (gpus is not None and gpus < 1) or (gpus_per_run or 1) < 1:
+            raise SuiteError("--gpus, --runs-per-gpu and --gpus-per-run must be >= 1")
+        return LocalExecutor(gpus, runs_per_gpu, gpus_per_run or 1)
+    if kind == "slurm":
+        if profile is not None and not profile.is_file():
+            raise SuiteError(f"--slurm-profile {profile}: no such file")
+        cfg = SlurmConfig.load(profile, partition=partition, account=account, time_min=time_min,
+                               gpus_per_run=gpus_per_run, runs_per_task=runs_per_gpu)
+        return SlurmExecutor(cfg, folder, cluster=cluster, wait=wait)
+    raise SuiteError(f"--executor '{kind}': use inline, local or slurm")

@@ -17,6 +17,7 @@ from torchvision.transforms.v2 import functional as TF
 
 from benchmark.components import load_dataset
 from benchmark.data import device_augment as D
+from benchmark.data import device_ops as O
 from benchmark.data.augment import augmentations
 from benchmark.data.strong_augment import RANDAUG_FILL, cifar_strong, cifar_strong_pil, imagenet_strong_pil
 from benchmark.engine.loop import fit
@@ -284,7 +285,7 @@ def test_simclr_branch_gray_blur_and_jitter_frequencies() -> None:
 def test_gaussian_blur_is_close_to_pil_radius_blur(sigma: float) -> None:
     g = _gen(3)
     x = (_smooth(4).int() + torch.randint(-40, 40, (4, 3, 32, 32), generator=g)).clamp(0, 255).to(torch.uint8)
-    out = D.gaussian_blur(x, torch.full((4,), sigma, dtype=torch.float64), 6)
+    out = O.gaussian_blur(x, torch.full((4,), sigma, dtype=torch.float64), 6)
     exp = torch.stack([torch.from_numpy(np.array(Image.fromarray(xi.permute(1, 2, 0).numpy()).filter(
         ImageFilter.GaussianBlur(radius=sigma)))).permute(2, 0, 1) for xi in x])
     diff = (out.int() - exp.int()).abs().float()
@@ -292,7 +293,7 @@ def test_gaussian_blur_is_close_to_pil_radius_blur(sigma: float) -> None:
 
 
 def test_color_jitter_matches_torchvision_in_the_drawn_order() -> None:
-    x, cj = _smooth(8), D.ColorJitter(0.4, 0.4, 0.4, 0.1, CPU)
+    x, cj = _smooth(8), O.ColorJitter(0.4, 0.4, 0.4, 0.1, CPU)
     order, f = cj.draw(8, _gen(2))
     out = cj.apply(x, order, f)
     fns = [TF.adjust_brightness, TF.adjust_contrast, TF.adjust_saturation, TF.adjust_hue]
@@ -307,7 +308,7 @@ def test_color_jitter_matches_torchvision_in_the_drawn_order() -> None:
 
 def test_random_resized_crop_params_and_resampling() -> None:
     h, w, n = 40, 48, 4000
-    top, left, ch, cw = D.rrc_params(n, h, w, (0.2, 1.0), (3 / 4, 4 / 3), _gen(4))
+    top, left, ch, cw = O.rrc_params(n, h, w, (0.2, 1.0), (3 / 4, 4 / 3), _gen(4))
     assert (top >= 0).all() and (left >= 0).all() and (top + ch <= h).all() and (left + cw <= w).all()
     with torch.random.fork_rng(devices=[]):  # torchvision's own sampler (global torch RNG) for the distribution
         torch.manual_seed(0)
@@ -321,7 +322,7 @@ def test_random_resized_crop_params_and_resampling() -> None:
     rel_top = (top.double() + 0.5) / (h - ch + 1)  # offsets uniform over the free range
     assert rel_top.mean().item() == pytest.approx(0.5, abs=0.03)
     images = _smooth(6, h, w).permute(0, 2, 3, 1).contiguous()
-    out = D.resized_crop(images, torch.arange(6), top[:6], left[:6], ch[:6], cw[:6], h, w)
+    out = O.resized_crop(images, torch.arange(6), top[:6], left[:6], ch[:6], cw[:6], h, w)
     for i in range(6):  # torchvision's tensor resized_crop (bilinear, no antialias) in float, rounded
         exp = TF.resized_crop(images[i].permute(2, 0, 1).float(), int(top[i]), int(left[i]), int(ch[i]),
                               int(cw[i]), [h, w], antialias=False).round()
@@ -345,7 +346,7 @@ def test_randaugment_ops_and_levels_are_timms() -> None:
             if level_fn is None:
                 continue
             (theirs,) = level_fn(m, {})
-            if name in D.GEOMETRIC:  # timm negates at random; our sign coin is separate
+            if name in O.GEOMETRIC:  # timm negates at random; our sign coin is separate
                 theirs = abs(theirs) * ((-40 if name == "TranslateX" else -32) if name in TIMM_NAME else 1)
             assert mine == pytest.approx(theirs, abs=1e-9), (name, m)
 
@@ -355,19 +356,19 @@ def test_each_randaugment_op_is_close_to_timms_pil_op(name: str) -> None:
     """Same geometry conventions (signs, centres, fill) as timm's PIL ops; colour / LUT ops within one level."""
     ra, x, m = D.RandAugment(32, 32, CPU, RANDAUG_FILL), _smooth(4, seed=2), 9.0
     level_fn = timm_aa.LEVEL_TO_ARG[TIMM_NAME.get(name, name)]
-    for negate in (False, True) if name in D.GEOMETRIC else (False,):
-        for bicubic in (False, True) if name in D.GEOMETRIC else (False,):
+    for negate in (False, True) if name in O.GEOMETRIC else (False,):
+        for bicubic in (False, True) if name in O.GEOMETRIC else (False,):
             arg = ra.level_arg(name, torch.full((4,), m, dtype=torch.float64), torch.full((4,), negate))
             out = ra.apply_op(x, name, arg, torch.full((4,), bicubic))
             targs = level_fn(m, {}) if level_fn else ()
-            if name in D.GEOMETRIC:
+            if name in O.GEOMETRIC:
                 targs = tuple(-abs(a) if negate else abs(a) for a in targs)
             resample = Image.BICUBIC if bicubic else Image.BILINEAR
             exp = torch.stack([torch.from_numpy(np.array(timm_aa.NAME_TO_OP[TIMM_NAME.get(name, name)](
                 Image.fromarray(xi.permute(1, 2, 0).numpy()), *targs, fillcolor=RANDAUG_FILL, resample=resample)))
                 .permute(2, 0, 1) for xi in x])
             diff = (out.int() - exp.int()).abs().float()
-            if name in D.GEOMETRIC:  # interpolation kernels and border fill differ; a wrong convention gives ~45
+            if name in O.GEOMETRIC:  # interpolation kernels and border fill differ; a wrong convention gives ~45
                 assert diff.mean() < 3.0, (negate, bicubic, diff.mean())
             else:
                 assert diff.max() <= 1

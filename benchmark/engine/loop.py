@@ -162,6 +162,7 @@ def train_pack(runs: Sequence[Run]) -> list[FitResult | Exception]:
         train_s = time.time() - te
         evals = evaluate(net, [(m.source, m.data.num_classes, m.parts.groups) for m in members], ex)
         save = stopping or time.time() - saved_at >= s0.train.checkpoint_every_s
+        pack_state = _pack_state(net, optimizer) if save and rank == 0 else None
         for j, m in enumerate(members):
             if m.error is None and not math.isfinite(losses[j]):
                 m.error = _raised(NonFiniteLossError(f"non-finite training loss at epoch {epoch}"))
@@ -175,8 +176,8 @@ def train_pack(runs: Sequence[Run]) -> list[FitResult | Exception]:
                    "epoch_time_s": time.time() - te}
             m.st.curve.append(row)
             m.st.epoch = epoch + 1
-            if save and m.run.checkpoint is not None and rank == 0:
-                _save_member(net, optimizer, m, j)
+            if pack_state is not None and m.run.checkpoint is not None:
+                _save_member(net, pack_state, m, j)
             if m.run.on_epoch is not None and rank == 0:
                 m.run.on_epoch(row)
         if save:
@@ -318,15 +319,23 @@ def evaluate(net: PackNet, tests: Sequence[tuple[Source, int, ShotGroups]],
     return out
 
 
-def _save_member(net: PackNet, optimizer: torch.optim.Optimizer, m: Member, j: int) -> None:
-    """Member j's checkpoint in the layout of its run alone (model and SGD state of its own architecture)."""
-    assert m.run.checkpoint is not None
-    named = dict(net.named_parameters())
-    buffers = {name: optimizer.state[q]["momentum_buffer"] for name, q in named.items()
+PackState = tuple[dict[str, Any], dict[str, Any], dict[str, Any]]  # state dict, momentum buffers, SGD group
+
+
+def _pack_state(net: PackNet, optimizer: torch.optim.Optimizer) -> PackState:
+    """The pack's state dict, momentum buffers by parameter name and SGD hyper-parameters (read once per save)."""
+    buffers = {name: optimizer.state[q]["momentum_buffer"] for name, q in net.named_parameters()
                if optimizer.state.get(q, {}).get("momentum_buffer") is not None}
     group = {key: v for key, v in optimizer.param_groups[0].items() if key != "params"}
+    return net.state_dict(), buffers, group
+
+
+def _save_member(net: PackNet, pack_state: PackState, m: Member, j: int) -> None:
+    """Member j's checkpoint in the layout of its run alone (model and SGD state of its own architecture)."""
+    assert m.run.checkpoint is not None
+    state, buffers, group = pack_state
     names = [name for name, _ in m.model.named_parameters()]
-    model_state = {key: v.cpu() for key, v in net.split(net.state_dict(), j).items()}
+    model_state = {key: v.cpu() for key, v in net.split(state, j).items()}
     save_checkpoint(m.run.checkpoint, m.run.run_id, m.st, model_state,
                     sgd_state(net.split(buffers, j) if buffers else {}, names, group), m.gen, m.rng)
 
