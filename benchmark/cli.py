@@ -11,8 +11,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from benchmark.config import REPO_ROOT, SuiteError, list_suite_names, load_suite, parse_set, plan
-from benchmark.registry import UnknownComponentError
+from benchmark.config.suite import REPO_ROOT, SuiteError, list_suite_names, load_suite, parse_set, plan
+from benchmark.schema.registry import UnknownComponentError
 
 app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, add_completion=False,
                   context_settings={"help_option_names": ["-h", "--help"]},
@@ -101,7 +101,7 @@ def suites_show(name: SuiteArg) -> None:
 @app.command("validate")
 def validate(name: SuiteArg) -> None:
     """Check a suite: schema, every row's settings, every component name. Trains nothing."""
-    from benchmark.validation import check_plan
+    from benchmark.config.validation import check_plan
 
     try:
         spec, path = load_suite(name)
@@ -158,10 +158,10 @@ def run_suite_cmd(
     its record (`reused_from`), as do runs whose settings finished earlier in any suite.
     """
     from benchmark.engine.runtime import Preempted
-    from benchmark.executors import make_executor
-    from benchmark.planning import load_suites
-    from benchmark.progress import RunProgress
-    from benchmark.runner import run_suites
+    from benchmark.run.executors import make_executor
+    from benchmark.run.planning import load_suites
+    from benchmark.run.progress import RunProgress
+    from benchmark.run.runner import run_suites
 
     if tracker not in ("wandb", "none"):
         fail(f"--tracker '{tracker}': use wandb or none")
@@ -212,9 +212,9 @@ def dry_run_cmd(suites: list, *, seeds: list[int] | None, overrides: dict, smoke
                 results_dir: Path, tracker: str, retry_failed: bool, force: bool, runs_per_gpu: int | None,
                 device_kind: str | None, as_json: bool) -> None:
     """`run suite ... --dry-run`: the per-run table and the costed plan (or the plan as JSON)."""
-    from benchmark.planning import plan_suites, resolve_plan
-    from benchmark.projection import dry_run, format_count
-    from benchmark.runner import planned_outcomes
+    from benchmark.run.planning import plan_suites, resolve_plan
+    from benchmark.run.projection import dry_run, format_count
+    from benchmark.run.runner import planned_outcomes
 
     runs = plan_suites(suites, seeds=seeds, overrides=overrides, smoke=smoke, rows=rows)
     mp = resolve_plan(suites, runs, results_dir, retry_failed=retry_failed, force=force)
@@ -274,8 +274,8 @@ def dry_run_cmd(suites: list, *, seeds: list[int] | None, overrides: dict, smoke
 def status_cmd(name: SuiteArg, results_dir: ResultsOpt = REPO_ROOT / "results", set_: SetOpt = None,
                seeds: SeedsOpt = None, smoke: SmokeOpt = False) -> None:
     """Per planned run: done, failed, running, interrupted (resumes), queued (with its job id) or not started."""
-    from benchmark.executors import queue_file, run_status
-    from benchmark.records import record_path
+    from benchmark.run.executors import queue_file, run_status
+    from benchmark.run.records import record_path
 
     try:
         spec, _ = load_suite(name)
@@ -326,7 +326,7 @@ def data_stats(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Class counts and many/medium/few group sizes of a long-tailed train split (no images needed)."""
-    from benchmark.components import dataset_counts
+    from benchmark.config.catalog import dataset_counts
     from benchmark.data.base import DataError
     from benchmark.data.profile import shot_groups
 
@@ -352,7 +352,7 @@ def data_stats(
 def ls_cmd(kind: Annotated[str | None, typer.Argument(help="datasets|losses|rules|mixers|samplers|schedules|backbones")]
            = None) -> None:
     """List registered components with a one-line description."""
-    from benchmark.components import registries
+    from benchmark.config.catalog import registries
 
     regs = registries()
     if kind is not None and kind not in regs:
@@ -377,7 +377,7 @@ def bench_cmd(
 ) -> None:
     """Images/s of the reference-style loop vs the fast path vs packed runs (CIFAR-100-LT shape, ResNet-32,
     CE + CMO), measured side by side in one process, with ratios and projected minutes per run and suite."""
-    from benchmark.bench import bench_main
+    from benchmark.tools.bench import bench_main
 
     result = bench_main(device=device, json_out=str(out) if out else None, ks=ks, steps=steps, compile=compile)
     if as_json:

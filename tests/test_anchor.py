@@ -9,9 +9,9 @@ import pytest
 from typer.testing import CliRunner
 
 from benchmark.cli import app
-from benchmark.components import load_dataset
-from benchmark.records import read_record
-from benchmark.settings import DataSettings
+from benchmark.config.catalog import load_dataset
+from benchmark.run.records import read_record
+from benchmark.schema.settings import DataSettings
 from tests.conftest import CIFAR10_JPEG
 
 

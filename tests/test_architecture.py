@@ -1,61 +1,110 @@
-"""Dependency direction: components and the loop know nothing of YAML, W&B, files of results or the CLI."""
+"""The layers and their dependency direction, checked on the source: who may import whom, no cycles, no hidden imports.
+
+schema <- components (data, backbones, methods) <- engine, config <- run <- tools <- cli; report reads config.suite and
+run.records only. Components and the engine know nothing of YAML, W&B, result files or the CLI.
+"""
 
 from __future__ import annotations
 
 import ast
+import shutil
 from pathlib import Path
 
 import pytest
 
 PKG = Path(__file__).resolve().parents[1] / "benchmark"
-COMPONENTS = ["data", "backbones", "methods", "registry.py", "settings.py", "components.py"]
-ENGINE = ["engine"]
-FORBIDDEN = {"wandb", "yaml", "typer", "benchmark.config", "benchmark.records", "benchmark.tracking",
-             "benchmark.runner", "benchmark.report", "benchmark.cli", "benchmark.executors", "benchmark.packing",
-             "benchmark.worker", "benchmark.bench"}
+COMPONENTS = {"data", "backbones", "methods"}
+# area -> the areas (or modules) of the package it may import besides itself
+ALLOWED: dict[str, set[str]] = {
+    "schema": set(),
+    "data": {"schema"},
+    "backbones": {"schema", "data"},
+    "methods": {"schema", "data"},
+    "engine": {"schema"} | COMPONENTS,
+    "config": {"schema"} | COMPONENTS,
+    "report": {"config.suite", "run.records"},
+    "run": {"schema", "engine", "config"} | COMPONENTS,
+    "tools": {"schema", "engine", "config", "run"} | COMPONENTS,
+    "cli": {"schema", "engine", "config", "run", "tools", "report"} | COMPONENTS,
+    "__main__": {"cli"},
+    "__init__": set(),
+}
+EXTERNAL_FORBIDDEN = {"wandb", "yaml", "typer", "rich", "submitit"}
+LOW_LAYERS = ["schema", "engine", *sorted(COMPONENTS)]
 
 
-def _imports(path: Path) -> set[str]:
+def _imports(path: Path, *, nested_only: bool = False) -> set[str]:
+    """Modules named by the file's imports (`from pkg import name` adds pkg.name too); relative imports fail."""
+    tree = ast.parse(path.read_text())
+    nodes = ast.walk(tree)
+    if nested_only:
+        nodes = (n for f in ast.walk(tree) if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef))
+                 for n in ast.walk(f))
     names: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text())):
+    for node in nodes:
         if isinstance(node, ast.Import):
             names.update(a.name for a in node.names)
         elif isinstance(node, ast.ImportFrom):
             assert node.level == 0, f"{path.name}: relative import (use the absolute module path)"
-            if node.module == "benchmark":  # from benchmark import x
-                names.update(f"benchmark.{a.name}" for a in node.names)
-            elif node.module:
+            if node.module:
                 names.add(node.module)
                 names.update(f"{node.module}.{a.name}" for a in node.names)  # `from pkg import module`
     return names
 
 
-def _files(entry: str) -> list[Path]:
-    p = PKG / entry
-    return sorted(p.rglob("*.py")) if p.is_dir() else [p]
+def _area(path: Path, pkg: Path = PKG) -> str:
+    rel = path.relative_to(pkg)
+    return rel.parts[0] if len(rel.parts) > 1 else rel.stem
 
 
-def _forbidden(path: Path, forbidden: set[str]) -> set[str]:
-    return {m for m in _imports(path) if any(m == f or m.startswith(f + ".") for f in forbidden)}
+def _own(names: set[str]) -> set[str]:
+    return {n.removeprefix("benchmark.") for n in names if n.startswith("benchmark.")} | (
+        {"__init__"} if "benchmark" in names else set())
 
 
-@pytest.mark.parametrize("path", [f for e in COMPONENTS for f in _files(e)], ids=lambda p: str(p.relative_to(PKG)))
-def test_components_do_not_import_the_engine_or_outer_layers(path: Path) -> None:
-    bad = _forbidden(path, FORBIDDEN | {"benchmark.engine"})
-    assert not bad, f"{path.name} imports {sorted(bad)}"
+ALL = sorted(PKG.rglob("*.py"))
 
 
-@pytest.mark.parametrize("path", [f for e in ENGINE for f in _files(e)], ids=lambda p: str(p.relative_to(PKG)))
-def test_engine_does_not_import_the_outer_layers(path: Path) -> None:
-    bad = _forbidden(path, FORBIDDEN)
-    assert not bad, f"{path.name} imports {sorted(bad)}"
+@pytest.mark.parametrize("path", ALL, ids=lambda p: str(p.relative_to(PKG)))
+def test_each_module_imports_only_the_layers_below_it(path: Path) -> None:
+    area = _area(path)
+    allowed = ALLOWED[area] | {area}
+    bad = {n for n in _own(_imports(path)) if not any(n == a or n.startswith(a + ".") for a in allowed)
+           and n.split(".")[0] in ALLOWED}
+    assert not bad, f"{path.relative_to(PKG)} ({area}) imports {sorted(bad)}; it may import {sorted(ALLOWED[area])}"
 
 
-@pytest.mark.parametrize("path", _files("report") + _files("records.py") + _files("config.py") + _files("settings.py"),
+@pytest.mark.parametrize("path", [p for p in ALL if _area(p) in LOW_LAYERS], ids=lambda p: str(p.relative_to(PKG)))
+def test_components_and_engine_know_nothing_of_yaml_wandb_or_the_cli(path: Path) -> None:
+    bad = {m for m in _imports(path) if m.split(".")[0] in EXTERNAL_FORBIDDEN}
+    assert not bad, f"{path.relative_to(PKG)} imports {sorted(bad)}"
+
+
+@pytest.mark.parametrize("path", [p for p in ALL if _area(p) == "report"] + [PKG / "config" / "suite.py",
+                                  PKG / "run" / "records.py", PKG / "schema" / "settings.py"],
                          ids=lambda p: str(p.relative_to(PKG)))
 def test_reporting_side_never_imports_torch(path: Path) -> None:
-    bad = {m for m in _imports(path) if m == "torch" or m.startswith("torch.") or m.startswith("benchmark.engine.loop")}
+    bad = {m for m in _imports(path) if m == "torch" or m.startswith("torch.")}
     assert not bad, f"{path.name} imports {sorted(bad)}"
+
+
+@pytest.mark.parametrize("path", [p for p in ALL if _area(p) != "cli"], ids=lambda p: str(p.relative_to(PKG)))
+def test_no_function_level_import_of_the_package_outside_the_cli(path: Path) -> None:
+    hidden = sorted(n for n in _imports(path, nested_only=True) if n == "benchmark" or n.startswith("benchmark."))
+    assert not hidden, f"{path.relative_to(PKG)} hides imports of {hidden} inside functions; import at module level"
+
+
+def test_the_layer_rules_catch_a_crossing(tmp_path: Path) -> None:
+    copy = tmp_path / "benchmark"
+    shutil.copytree(PKG, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    planted = copy / "methods" / "planted.py"
+    planted.write_text("from benchmark import run\nfrom benchmark.engine.loop import fit\n")
+    names = _own(_imports(planted))
+    assert {"run", "engine.loop"} <= names
+    assert not any(n.startswith(a) for n in names for a in ALLOWED["methods"] | {"methods"})
+    planted.write_text("from . import losses\n")
+    with pytest.raises(AssertionError, match="relative import"):
+        _imports(planted)
 
 
 def import_graph(pkg: Path) -> dict[str, set[str]]:
@@ -106,15 +155,13 @@ def test_no_import_cycles() -> None:
 
 
 def test_a_planted_cycle_is_found(tmp_path: Path) -> None:
-    import shutil
-
     copy = tmp_path / "benchmark"
     shutil.copytree(PKG, copy, ignore=shutil.ignore_patterns("__pycache__"))
     assert find_cycle(import_graph(copy)) is None
-    registry = copy / "registry.py"
+    registry = copy / "schema" / "registry.py"
     registry.write_text(registry.read_text() + "\n\ndef _late() -> None:\n    from benchmark import cli  # noqa\n")
     cycle = find_cycle(import_graph(copy))
-    assert cycle is not None and "benchmark.registry" in cycle and "benchmark.cli" in cycle
+    assert cycle is not None and "benchmark.schema.registry" in cycle and "benchmark.cli" in cycle
     registry.write_text(registry.read_text().rsplit("\n\ndef _late", 1)[0] + "\n")
     losses = copy / "methods" / "losses.py"  # the bottom-of-file registration import this layout removed
     losses.write_text(losses.read_text() + "from benchmark.methods import las  # noqa\n")

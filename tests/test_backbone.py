@@ -8,7 +8,7 @@ import torch
 
 import benchmark.backbones  # noqa: F401  (registers resnet32_cifar)
 from benchmark.backbones import build_backbone, check_backbone
-from benchmark.registry import UnknownComponentError
+from benchmark.schema.registry import UnknownComponentError
 
 
 def _params(m: torch.nn.Module) -> int:

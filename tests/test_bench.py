@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-import benchmark.bench as bench
-from benchmark.bench import METHODS, BenchConfig, run_bench, variants
+import benchmark.tools.bench as bench
+from benchmark.tools.bench import METHODS, BenchConfig, run_bench, variants
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from benchmark.cli import app
-from benchmark.records import read_record
+from benchmark.run.records import read_record
 
 runner = CliRunner()
 
@@ -90,15 +90,15 @@ def test_bench_cpu_json() -> None:
     names = [v["name"] for v in out["variants"]]
     assert names == ["reference", "loop", "loop packed K=2", "loop hetero K=2"]
     assert all(v["images_per_s"] > 0 and v["function"] == "benchmark.engine.loop.train_pack" for v in out["variants"])
-    from benchmark.profiles import load_profile  # the bench is now this machine's throughput profile
+    from benchmark.run.profiles import load_profile  # the bench is now this machine's throughput profile
 
     prof = load_profile(out["device_name"])
     assert prof.source == "cache" and set(prof.points[False]) == {1, 2}
 
 
 def test_record_choices_name_the_code_vs_paper_decisions() -> None:
-    from benchmark.choices import choices_for
-    from benchmark.settings import RunSettings
+    from benchmark.config.choices import choices_for
+    from benchmark.schema.settings import RunSettings
 
     class Data:  # what choices_for reads of a dataset
         reweight_epoch = 160

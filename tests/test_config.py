@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from benchmark.config import SuiteError, load_suite, parse_set, plan
-from benchmark.validation import check_plan
+from benchmark.config.suite import SuiteError, load_suite, parse_set, plan
+from benchmark.config.validation import check_plan
 from tests.conftest import TINY_SUITE
 
 

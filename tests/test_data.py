@@ -83,9 +83,9 @@ def test_a_crafted_cifar_batch_does_not_run_code(tiny_cifar10: Path, tmp_path: P
     code on load is refused with one line, and the code never runs."""
     import pickle
 
-    from benchmark.components import load_dataset
+    from benchmark.config.catalog import load_dataset
     from benchmark.data.base import DataError
-    from benchmark.settings import DataSettings
+    from benchmark.schema.settings import DataSettings
 
     marker = tmp_path / "pwned"
 

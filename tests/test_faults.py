@@ -15,10 +15,10 @@ import pytest
 from typer.testing import CliRunner
 
 from benchmark.cli import app
-from benchmark.config import load_suite, plan
-from benchmark.executors import LocalExecutor, SlurmConfig, SlurmExecutor
-from benchmark.records import read_record, record_path
-from benchmark.runner import run_suite
+from benchmark.config.suite import load_suite, plan
+from benchmark.run.executors import LocalExecutor, SlurmConfig, SlurmExecutor
+from benchmark.run.records import read_record, record_path
+from benchmark.run.runner import run_suite
 from tests.conftest import TINY_SUITE
 
 runner = CliRunner()
@@ -190,7 +190,7 @@ def test_sigterm_stops_cleanly_and_resumes(tmp_path: Path) -> None:
 
 def test_wandb_unreachable_falls_back_offline(tiny_suite: Path, tmp_path: Path, wandb_offline: Path,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    import benchmark.tracking as tracking
+    import benchmark.run.tracking as tracking
 
     monkeypatch.setattr(tracking, "_WARNED_OFFLINE", False)
     monkeypatch.setenv("WANDB_MODE", "online")

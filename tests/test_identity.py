@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from benchmark.cli import app
 from benchmark.engine.step import resolve_execution
-from benchmark.settings import RunSettings
+from benchmark.schema.settings import RunSettings
 
 BASE = {"data": {"name": "synthetic_lt"}, "train": {"device": "cpu"}}
 
@@ -59,7 +59,7 @@ def test_schedule_refuses_settings_it_ignores(tiny_suite: Path) -> None:
 def test_file_dataset_colour_jitter_is_a_recorded_choice() -> None:
     from torchvision import transforms as T
 
-    from benchmark.choices import choices_for
+    from benchmark.config.choices import choices_for
     from benchmark.data.split_lists import train_transform
 
     def jitter(kind: str, on: bool | None) -> bool:
@@ -78,7 +78,7 @@ def test_file_dataset_colour_jitter_is_a_recorded_choice() -> None:
 
 
 def test_suite_version_from_2_on_is_part_of_the_run_id(tiny_suite: Path) -> None:
-    from benchmark.config import load_suite, plan
+    from benchmark.config.suite import load_suite, plan
 
     v1 = plan(load_suite(str(tiny_suite))[0])
     tiny_suite.write_text(tiny_suite.read_text().replace("version: 1", "version: 2"))

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import torch
 
-from benchmark.components import load_dataset
+from benchmark.config.catalog import load_dataset
 from benchmark.engine.loop import fit, make_source
-from benchmark.settings import RunSettings
+from benchmark.schema.settings import RunSettings
 from tests.test_split_lists import make_fixture
 
 

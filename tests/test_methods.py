@@ -153,11 +153,11 @@ def test_cosine_warmup_400() -> None:
 
 
 def test_foreground_sampler_override_and_loss_args() -> None:
-    from benchmark.components import load_dataset
-    from benchmark.config import SuiteError
+    from benchmark.config.catalog import load_dataset
+    from benchmark.config.suite import SuiteError
+    from benchmark.config.validation import check_components
     from benchmark.engine.parts import build_parts
-    from benchmark.settings import RunSettings
-    from benchmark.validation import check_components
+    from benchmark.schema.settings import RunSettings
 
     s = RunSettings.model_validate({
         "data": {"name": "synthetic_lt", "imbalance_ratio": 4, "num_classes": 4, "max_per_class": 24,

@@ -7,12 +7,12 @@ import pytest
 import torch
 import torchvision.transforms.functional as TF
 
-from benchmark.components import load_dataset
+from benchmark.config.catalog import load_dataset
 from benchmark.data.base import CIFAR_MEAN, CIFAR_STD
 from benchmark.engine.loop import fit
 from benchmark.methods.minority_augment import blur_sigmas, gaussian_blur, jitter_params
 from benchmark.methods.mixers import MixContext, mixers
-from benchmark.settings import RunSettings
+from benchmark.schema.settings import RunSettings
 
 MEAN = torch.tensor(CIFAR_MEAN).view(1, 3, 1, 1)
 STD = torch.tensor(CIFAR_STD).view(1, 3, 1, 1)

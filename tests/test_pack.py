@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import torch
 
-from benchmark.components import load_dataset
+from benchmark.config.catalog import load_dataset
 from benchmark.engine import loop
 from benchmark.engine.fused import PackNet
 from benchmark.engine.loop import Run, fit, train_pack
@@ -18,7 +18,7 @@ from benchmark.engine.parts import build_model, build_parts
 from benchmark.engine.step import PackBatch, TrainStep
 from benchmark.methods.losses import step_loss
 from benchmark.methods.mixers import mixers
-from benchmark.settings import RunSettings
+from benchmark.schema.settings import RunSettings
 
 TINY = {"data": {"name": "synthetic_lt", "imbalance_ratio": 4, "num_classes": 4, "max_per_class": 48,
                  "test_per_class": 2, "image_size": 8},
@@ -198,7 +198,7 @@ def test_checkpoint_cadence(tmp_path: Path) -> None:
 def test_auto_pack_size_follows_free_gpu_memory(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     from types import SimpleNamespace
 
-    from benchmark.packing import AUTO_PACK_MAX, auto_pack_size
+    from benchmark.run.packing import AUTO_PACK_MAX, auto_pack_size
 
     def job(device: str, backbone: str = "resnet32_cifar") -> Any:
         s = settings(0, device=device)

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from benchmark.config import list_suite_names, load_suite, plan
-from benchmark.records import read_record
-from benchmark.runner import InlineExecutor, run_suite
+from benchmark.config.suite import list_suite_names, load_suite, plan
+from benchmark.run.records import read_record
+from benchmark.run.runner import run_suite
+from benchmark.run.unit import InlineExecutor
 
 CIFAR_SUITES = [n for n in list_suite_names() if n.startswith(("table", "fig"))
                 and any(r.settings.data.name.startswith("cifar") for r in plan(load_suite(n)[0], smoke=True))]

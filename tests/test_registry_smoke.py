@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from benchmark.components import load_dataset, registries
-from benchmark.config import load_suite, plan
+from benchmark.config.catalog import load_dataset, registries
+from benchmark.config.suite import load_suite, plan
+from benchmark.config.validation import check_plan
 from benchmark.engine.loop import fit
-from benchmark.validation import check_plan
 
 # Components that only work in a combination: the row that exercises them.
 PARTNERS = {

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from benchmark.config import load_suite, plan
-from benchmark.records import RunRecord, record_path, write_record
+from benchmark.config.suite import load_suite, plan
 from benchmark.report import build_report
+from benchmark.run.records import RunRecord, record_path, write_record
 
 
 def _fake_records(spec_path: Path, res_dir: Path, accs: dict[str, list[float]]) -> None:
@@ -49,7 +49,7 @@ def test_report_counts_missing_runs(tiny_suite: Path, tmp_path: Path) -> None:
 
 
 def test_report_does_not_import_torch(tiny_suite: Path, tmp_path: Path) -> None:
-    code = ("import sys; from pathlib import Path; from benchmark.config import load_suite; "
+    code = ("import sys; from pathlib import Path; from benchmark.config.suite import load_suite; "
             "from benchmark.report import build_report; "
             f"spec, _ = load_suite({str(tiny_suite)!r}); build_report(spec, Path({str(tmp_path)!r}), "
             f"Path({str(tmp_path / 'rep')!r})); assert 'torch' not in sys.modules, 'torch imported'")

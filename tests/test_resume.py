@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from benchmark.components import load_dataset
+from benchmark.config.catalog import load_dataset
 from benchmark.engine.checkpoint import CheckpointError
 from benchmark.engine.loop import fit
-from benchmark.settings import RunSettings
+from benchmark.schema.settings import RunSettings
 
 SETTINGS = {"data": {"name": "synthetic_lt", "imbalance_ratio": 4, "num_classes": 4, "max_per_class": 48,
                      "test_per_class": 4, "image_size": 8},

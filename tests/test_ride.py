@@ -11,13 +11,13 @@ import torch.nn.functional as F
 
 import benchmark.backbones  # noqa: F401  (registers the ride_* models)
 from benchmark.backbones import build_backbone
-from benchmark.components import load_dataset
-from benchmark.config import SuiteError
+from benchmark.config.catalog import load_dataset
+from benchmark.config.suite import SuiteError
+from benchmark.config.validation import check_components
 from benchmark.engine.loop import fit
 from benchmark.methods.losses import LossContext, losses, remix_loss
 from benchmark.methods.ride_loss import RIDELoss
-from benchmark.settings import RunSettings
-from benchmark.validation import check_components
+from benchmark.schema.settings import RunSettings
 
 COUNTS = [100, 10, 1]
 

@@ -9,15 +9,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from benchmark.components import load_dataset
-from benchmark.config import load_suite
+from benchmark.config.catalog import load_dataset
+from benchmark.config.suite import load_suite
 from benchmark.engine.loop import build_model
 from benchmark.engine.stage2 import finetune
 from benchmark.methods.las import las_epsilons
 from benchmark.methods.losses import LossContext, losses
-from benchmark.records import read_record
-from benchmark.runner import run_suite
-from benchmark.settings import RunSettings
+from benchmark.run.records import read_record
+from benchmark.run.runner import run_suite
+from benchmark.schema.settings import RunSettings
 
 
 def test_las_epsilons_concave_by_hand() -> None:

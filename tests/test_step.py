@@ -7,11 +7,11 @@ from collections import Counter
 import pytest
 import torch
 
-from benchmark.components import load_dataset
+from benchmark.config.catalog import load_dataset
 from benchmark.engine.loop import Run, fit, train_pack
 from benchmark.engine.step import Execution, PackBatch, TrainStep, host_sync_sites, resolve_execution
 from benchmark.methods.losses import CrossEntropy, LDAMLoss, mixed_loss, step_loss
-from benchmark.settings import RunSettings
+from benchmark.schema.settings import RunSettings
 
 TINY = {"data": {"name": "synthetic_lt", "imbalance_ratio": 4, "num_classes": 4, "max_per_class": 64,
                  "test_per_class": 4, "image_size": 8},

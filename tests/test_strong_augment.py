@@ -15,13 +15,13 @@ from torchvision import transforms as T
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
-from benchmark.components import load_dataset
+from benchmark.config.catalog import load_dataset
 from benchmark.data import device_augment as D
 from benchmark.data import device_ops as O
 from benchmark.data.augment import augmentations
 from benchmark.data.strong_augment import RANDAUG_FILL, cifar_strong, cifar_strong_pil, imagenet_strong_pil
 from benchmark.engine.loop import fit
-from benchmark.settings import RunSettings
+from benchmark.schema.settings import RunSettings
 
 MEAN, STD = (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)
 CPU = torch.device("cpu")

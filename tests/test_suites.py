@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from benchmark.config import SUITES_DIR, SuiteSpec, load_suite, plan
+from benchmark.config.suite import SUITES_DIR, SuiteSpec, load_suite, plan
+from benchmark.config.validation import check_plan
 from benchmark.report.tables import paper_value
-from benchmark.validation import check_plan
 
 PAPER = Path(__file__).resolve().parents[2] / "shared" / "paper" / "cmo-paper.txt"
 SUITE_FILES = sorted(p for p in SUITES_DIR.glob("*.yaml") if not p.name.startswith("_"))

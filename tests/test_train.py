@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from benchmark.components import load_dataset
-from benchmark.config import load_suite, plan
+from benchmark.config.catalog import load_dataset
+from benchmark.config.suite import load_suite, plan
 from benchmark.engine.loop import fit
-from benchmark.runner import run_suite
-from benchmark.settings import RunSettings
+from benchmark.run.runner import run_suite
+from benchmark.schema.settings import RunSettings
 
 TINY = {"data": {"name": "synthetic_lt", "imbalance_ratio": 4, "num_classes": 4, "max_per_class": 64,
                  "test_per_class": 4, "image_size": 8},
@@ -64,7 +64,7 @@ def test_real_cifar10_lt_smoke_epoch(real_cifar10: Path) -> None:
 
 @pytest.mark.parametrize("name", ["quickstart", "table9"])
 def test_real_suites_validate(name: str) -> None:
-    from benchmark.validation import check_plan
+    from benchmark.config.validation import check_plan
 
     spec, path = load_suite(name)
     check_plan(plan(spec), str(path))

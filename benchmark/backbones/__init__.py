@@ -9,7 +9,7 @@ from torch import nn
 
 from benchmark.backbones import resnet_cifar  # noqa: F401  (registers resnet32_cifar into timm)
 from benchmark.backbones import ride as ride  # noqa: F401  (registers ride_resnet32 / ride_resnet50 into timm)
-from benchmark.registry import UnknownComponentError
+from benchmark.schema.registry import UnknownComponentError
 
 # timm models a suite may name, with the kwargs that make them match the reference code.
 BACKBONE_KWARGS: dict[str, dict[str, Any]] = {

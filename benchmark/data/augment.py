@@ -8,7 +8,7 @@ from typing import Protocol
 import torch
 
 from benchmark.data.pipeline import BatchAugment, RotateAugment
-from benchmark.registry import Registry
+from benchmark.schema.registry import Registry
 
 
 class Augment(Protocol):

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmark.registry import Registry
+from benchmark.schema.registry import Registry
 
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)  # CIFAR-10 statistics, used for CIFAR-100 too (official code)
 CIFAR_STD = (0.2023, 0.1994, 0.2010)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
-from benchmark.registry import Registry
+from benchmark.schema.registry import Registry
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ from benchmark.engine.runtime import NonFiniteLossError, Preempted, device_name,
 from benchmark.engine.step import Execution, PackBatch, TrainStep, autocast_of, make_sgd, resolve_execution
 from benchmark.methods.losses import logits_of, step_loss
 from benchmark.methods.mixers import MixContext, Mixed
-from benchmark.settings import PACK_SHARED_TRAIN, RunSettings
+from benchmark.schema.settings import PACK_SHARED_TRAIN, RunSettings
 
 FINISH_EPOCH_S = 30.0  # on a stop request, an epoch expected to end within this many seconds is finished and saved
 

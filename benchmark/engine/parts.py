@@ -15,11 +15,12 @@ from benchmark.data.base import LTData, datasets
 from benchmark.data.profile import ShotGroups, shot_groups
 from benchmark.data.samplers import Sampler, SamplerContext, samplers
 from benchmark.data.sources import LoaderSource, TensorSource
+from benchmark.data.strong_augment import ImagenetStrongTransform
 from benchmark.methods.losses import LossContext, losses
 from benchmark.methods.mixers import MixContext, MixerSpec, mixers
-from benchmark.methods.rules import Rule, RuleContext, rules
+from benchmark.methods.rules import Rule, RuleContext, reweight_epoch_of, rules
 from benchmark.methods.schedules import schedules
-from benchmark.settings import RunSettings
+from benchmark.schema.settings import RunSettings
 
 Source = TensorSource | LoaderSource
 
@@ -37,13 +38,6 @@ class Parts:
     background_outside: Sampler | None  # the background stream outside the mixer's window, when it differs
     groups: ShotGroups
     mix_ctx: MixContext
-
-
-def reweight_epoch_of(s: RunSettings, data: LTData) -> int:
-    """The re-weighting switch epoch: the setting, else the dataset's reference value, else 80% of the run."""
-    if s.method.reweight_epoch is not None:
-        return s.method.reweight_epoch
-    return data.reweight_epoch if data.reweight_epoch is not None else int(0.8 * s.train.epochs)
 
 
 def build_model(s: RunSettings, num_classes: int) -> nn.Module:
@@ -119,8 +113,6 @@ def make_source(s: RunSettings, data: Any, device: torch.device) -> Source:
     if hasattr(data, "datasets"):  # FileLTData: images decoded from disk with the reference transforms
         train_t, test_t = data.transforms()
         if s.train.augment == "imagenet_strong":
-            from benchmark.data.strong_augment import ImagenetStrongTransform
-
             train_t = ImagenetStrongTransform(data.image_size, data.mean, data.std)
         train_set, test_set = data.datasets(train_t, test_t)
         return LoaderSource(train_set, test_set, data.train_y, device, s.train.workers)

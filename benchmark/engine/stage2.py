@@ -18,7 +18,7 @@ from benchmark.engine.loop import FitResult, evaluate, steps_per_epoch
 from benchmark.engine.parts import make_source
 from benchmark.engine.runtime import device_name, resolve_device
 from benchmark.methods.las import LabelAwareSmoothing
-from benchmark.settings import RunSettings
+from benchmark.schema.settings import RunSettings
 
 
 class LogitScale(nn.Module):

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchmark.registry import Registry
+from benchmark.schema.registry import Registry
 
 
 @dataclass(frozen=True)

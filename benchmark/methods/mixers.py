@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from benchmark.data.pipeline import host_to_device
-from benchmark.registry import Registry
+from benchmark.schema.registry import Registry
 
 
 @dataclass(frozen=True)

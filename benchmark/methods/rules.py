@@ -7,7 +7,9 @@ from dataclasses import dataclass
 
 import torch
 
-from benchmark.registry import Registry
+from benchmark.data.base import LTData
+from benchmark.schema.registry import Registry
+from benchmark.schema.settings import RunSettings
 
 
 @dataclass(frozen=True)
@@ -21,6 +23,13 @@ class RuleContext:
 
 Rule = Callable[[int], "torch.Tensor | None"]  # epoch -> class weights or None
 rules: Registry[Callable[[RuleContext], Rule]] = Registry("rules")
+
+
+def reweight_epoch_of(s: RunSettings, data: LTData) -> int:
+    """The re-weighting switch epoch: the setting, else the dataset's reference value, else 80% of the run."""
+    if s.method.reweight_epoch is not None:
+        return s.method.reweight_epoch
+    return data.reweight_epoch if data.reweight_epoch is not None else int(0.8 * s.train.epochs)
 
 
 @rules.register("none", "no re-weighting")

@@ -6,7 +6,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from benchmark.registry import Registry
+from benchmark.schema.registry import Registry
 
 
 @dataclass(frozen=True)

@@ -8,9 +8,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmark.config import SuiteSpec, plan
-from benchmark.records import load_records
+from benchmark.config.suite import SuiteSpec, plan
+from benchmark.report.plots import plot_cells
 from benchmark.report.tables import cell_frame, to_markdown
+from benchmark.run.records import load_records
 
 
 @dataclass
@@ -29,8 +30,6 @@ def build_report(spec: SuiteSpec, results_dir: Path, out_dir: Path, *, overrides
         >>> spec, _ = load_suite("quickstart")
         >>> build_report(spec, Path("results"), Path("reports")).markdown  # doctest: +SKIP
     """
-    from benchmark.report.plots import plot_cells
-
     runs = plan(spec, seeds=seeds, overrides=overrides, smoke=smoke)
     records = {r.run_id: r for r in load_records(results_dir, spec.suite)}
     frame = cell_frame(spec, runs, records)

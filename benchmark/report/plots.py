@@ -10,7 +10,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from benchmark.config import SuiteSpec  # noqa: E402
+from benchmark.config.suite import SuiteSpec  # noqa: E402
 from benchmark.report.tables import METRIC_LABELS  # noqa: E402
 
 

@@ -7,8 +7,8 @@ from typing import Any
 
 import pandas as pd
 
-from benchmark.config import RowSpec, RunSpec, SuiteSpec
-from benchmark.records import RunRecord
+from benchmark.config.suite import RowSpec, RunSpec, SuiteSpec
+from benchmark.run.records import RunRecord
 
 METRIC_LABELS = {"acc/all": "All", "acc/many": "Many", "acc/medium": "Med", "acc/few": "Few",
                  "time/batch_s": "s/batch"}

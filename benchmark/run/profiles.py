@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from benchmark.config import REPO_ROOT, SuiteError, slug
+from benchmark.config.suite import REPO_ROOT, SuiteError, slug
 
 COMMITTED_PROFILE = REPO_ROOT / "reports" / "perf" / "bench-h100.json"
 

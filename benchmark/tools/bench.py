@@ -18,7 +18,8 @@ from benchmark.data.base import CIFAR_MEAN, CIFAR_STD, LTData
 from benchmark.data.profile import exp_profile
 from benchmark.engine.loop import Run, train_pack
 from benchmark.engine.runtime import device_name, resolve_device
-from benchmark.settings import RunSettings
+from benchmark.run.profiles import save_profile
+from benchmark.schema.settings import RunSettings
 
 # The workload: CIFAR-100-LT, exponential profile, imbalance ratio 100 (10,847 train images), 200 epochs.
 NUM_CLASSES, IMG_MAX, RATIO, IMAGE_SIZE, PAD, EPOCHS = 100, 500, 100.0, 32, 4, 200
@@ -219,7 +220,5 @@ def bench_main(device: str = "auto", json_out: str | Path | None = None, ks: str
     if json_out:
         Path(json_out).write_text(json.dumps(result, indent=1, default=str))
     if any("images_per_s" in r for r in result["variants"]):
-        from benchmark.profiles import save_profile
-
         print(f"throughput profile for `run suite --dry-run`: {save_profile(result)}")
     return result

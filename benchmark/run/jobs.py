@@ -6,9 +6,9 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmark.config import RunSpec
-from benchmark.records import read_record
-from benchmark.settings import RunSettings
+from benchmark.config.suite import RunSpec
+from benchmark.run.records import read_record
+from benchmark.schema.settings import RunSettings
 
 
 @dataclass(frozen=True)

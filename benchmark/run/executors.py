@@ -1,4 +1,4 @@
-"""Where runs execute besides this process (runner.InlineExecutor): a pool of local GPU slots, or Slurm (submitit)."""
+"""Where runs execute besides this process (unit.InlineExecutor): a pool of local GPU slots, or Slurm (submitit)."""
 
 from __future__ import annotations
 
@@ -14,11 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmark.config import SuiteError
-from benchmark.jobs import RunJob
-from benchmark.packing import auto_pack_size, group_jobs
-from benchmark.records import read_record
-from benchmark.runner import InlineExecutor, RunOutcome, run_unit
+from benchmark.config.suite import SuiteError
+from benchmark.run.jobs import RunJob
+from benchmark.run.packing import auto_pack_size, group_jobs
+from benchmark.run.recording import RunOutcome
+from benchmark.run.records import read_record
+from benchmark.run.unit import InlineExecutor, run_unit
 
 
 def detect_gpus() -> int:
@@ -84,7 +85,7 @@ class LocalExecutor:
 
 
 def run_in_subprocess(unit: RunJob | list[RunJob], env: dict[str, str], nproc: int = 1) -> list[RunOutcome]:
-    """`python -m benchmark.worker JOBS.json` (one run or a pack) with extra environment (under torchrun with
+    """`python -m benchmark.run.worker JOBS.json` (one run or a pack) with extra environment (under torchrun with
     `nproc` processes for a multi-GPU run); outcomes are read from what the worker prints."""
     jobs = unit if isinstance(unit, list) else [unit]
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
@@ -92,7 +93,7 @@ def run_in_subprocess(unit: RunJob | list[RunJob], env: dict[str, str], nproc: i
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"] \
         if nproc > 1 else [sys.executable]
     try:
-        proc = subprocess.run([*launcher, "-m", "benchmark.worker", f.name], env={**os.environ, **env},
+        proc = subprocess.run([*launcher, "-m", "benchmark.run.worker", f.name], env={**os.environ, **env},
                               capture_output=True, text=True)
     finally:
         Path(f.name).unlink(missing_ok=True)

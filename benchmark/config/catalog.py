@@ -5,8 +5,15 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
+from benchmark.backbones import BACKBONE_DESCRIPTIONS
+from benchmark.data.augment import augmentations
 from benchmark.data.base import LTData, datasets
-from benchmark.settings import DataSettings
+from benchmark.data.samplers import samplers
+from benchmark.methods.losses import losses
+from benchmark.methods.mixers import mixers
+from benchmark.methods.rules import rules
+from benchmark.methods.schedules import schedules
+from benchmark.schema.settings import DataSettings
 
 
 class DataOptionError(ValueError):
@@ -15,14 +22,6 @@ class DataOptionError(ValueError):
 
 def registries() -> dict[str, list[tuple[str, str]]]:
     """Registry name -> [(component name, one-line description)]."""
-    from benchmark.backbones import BACKBONE_DESCRIPTIONS
-    from benchmark.data.augment import augmentations
-    from benchmark.data.samplers import samplers
-    from benchmark.methods.losses import losses
-    from benchmark.methods.mixers import mixers
-    from benchmark.methods.rules import rules
-    from benchmark.methods.schedules import schedules
-
     out = {r.kind: [(e.name, e.description + capability_note(e.packable, e.graph_safe)) for e in r]
            for r in (datasets, losses, rules, mixers, samplers, schedules, augmentations)}
     out["backbones"] = sorted(BACKBONE_DESCRIPTIONS.items())

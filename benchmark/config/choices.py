@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from benchmark.engine.parts import reweight_epoch_of
-from benchmark.settings import RunSettings
+from benchmark.methods.rules import reweight_epoch_of
+from benchmark.schema.settings import RunSettings
 
 # (batch size, epochs) of the large-scale recipes: the paper's text vs the official README commands.
 _RECIPES = {"imagenet_lt": {(256, 100): "paper (batch 256, 100 epochs)", (128, 100): "code README (batch 128)"},

@@ -8,10 +8,13 @@ import math
 from pathlib import Path
 from typing import Protocol, TypeVar
 
-from benchmark.components import dataset_options
-from benchmark.config import RunSpec
+from benchmark.config.catalog import dataset_options
+from benchmark.config.suite import RunSpec
 from benchmark.data.base import DataError, datasets
-from benchmark.settings import PACK_SHARED_TRAIN, RunSettings
+from benchmark.engine.checkpoint import checkpoint_epoch
+from benchmark.engine.parts import capability_blocker
+from benchmark.engine.runtime import resolve_device
+from benchmark.schema.settings import PACK_SHARED_TRAIN, RunSettings
 
 
 class Job(Protocol):
@@ -44,8 +47,6 @@ def auto_pack_size(jobs: list[J], requested: int | None) -> int:
         return requested
     import torch
 
-    from benchmark.engine.runtime import resolve_device
-
     if not jobs or not any(resolve_device(j.run.settings.train.device).type == "cuda" for j in jobs):
         return 1
     # Free memory where this process already uses CUDA; else the device's total (reading the free memory would create
@@ -76,8 +77,6 @@ def pack_key(s: RunSettings, resume_epoch: int = 0) -> str | None:
     step counts go to other packs rather than masking members that finished their epoch: a masked member would still
     need its BN statistics, weight decay and momentum frozen, and the planner's packs waste no steps.
     """
-    from benchmark.engine.parts import capability_blocker
-
     if capability_blocker(s, "packable") is not None:
         return None
     n = train_images(s)
@@ -92,8 +91,6 @@ def pack_key(s: RunSettings, resume_epoch: int = 0) -> str | None:
 def group_jobs(jobs: list[J], k: int) -> list[list[J]]:
     """Units of work in plan order: pending runs with the same pack key in groups of up to k; every other run
     alone."""
-    from benchmark.engine.checkpoint import checkpoint_epoch
-
     units: list[list[J]] = []
     open_units: dict[str, list[J]] = {}
     for job in jobs:

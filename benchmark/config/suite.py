@@ -11,9 +11,9 @@ from typing import Any, Literal
 import yaml
 from pydantic import Field, ValidationError, field_validator
 
-from benchmark.settings import RunSettings, Strict
+from benchmark.schema.settings import RunSettings, Strict
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 SUITES_DIR = REPO_ROOT / "suites"
 
 # Overrides applied by --smoke: a handful of batches, a trimmed test set, the mixer active in every epoch.

@@ -5,23 +5,22 @@ from __future__ import annotations
 import fnmatch
 import inspect
 
-from benchmark.components import DataOptionError, dataset_options
-from benchmark.config import RunSpec, SuiteError
+from benchmark.backbones import check_backbone, supports_cosine_head
+from benchmark.config.catalog import DataOptionError, dataset_options
+from benchmark.config.suite import RunSpec, SuiteError
+from benchmark.data.augment import augmentations
 from benchmark.data.base import DataError, datasets
-from benchmark.registry import UnknownComponentError
-from benchmark.settings import RunSettings
+from benchmark.data.samplers import samplers
+from benchmark.methods.losses import losses
+from benchmark.methods.mixers import mixers
+from benchmark.methods.rules import rules
+from benchmark.methods.schedules import schedules
+from benchmark.schema.registry import UnknownComponentError
+from benchmark.schema.settings import RunSettings
 
 
 def check_components(s: RunSettings) -> None:
     """Resolve every component name of a run; raise UnknownComponentError / SuiteError on the first problem."""
-    from benchmark.backbones import check_backbone
-    from benchmark.data.augment import augmentations
-    from benchmark.data.samplers import samplers
-    from benchmark.methods.losses import losses
-    from benchmark.methods.mixers import mixers
-    from benchmark.methods.rules import rules
-    from benchmark.methods.schedules import schedules
-
     datasets.entry(s.data.name)
     loss = losses.get(s.method.loss)
     rules.entry(s.method.rule)
@@ -46,8 +45,6 @@ def check_components(s: RunSettings) -> None:
     except ValueError as e:
         raise SuiteError(f"train.schedule '{s.train.schedule}': {e}") from None
     check_backbone(s.backbone.name)
-    from benchmark.backbones import supports_cosine_head
-
     if loss.head == "cosine" and not supports_cosine_head(s.backbone.name):
         raise SuiteError(f"loss '{s.method.loss}' needs a cosine classifier, which backbone '{s.backbone.name}' "
                          f"cannot take (its experts have their own heads); use loss 'ride' with it")

@@ -1,4 +1,4 @@
-"""Entry point of one unit of work in its own process (local executor): `python -m benchmark.worker JOBS.json`."""
+"""Entry point of one unit of work in its own process (local executor): `python -m benchmark.run.worker JOBS.json`."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import json
 import sys
 from pathlib import Path
 
-from benchmark.jobs import RunJob
-from benchmark.runner import run_unit
+from benchmark.run.jobs import RunJob
+from benchmark.run.unit import run_unit
 
 
 def main(job_file: str) -> int:

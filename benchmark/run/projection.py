@@ -10,9 +10,16 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from benchmark.planning import Action, MultiPlan, RunKey
-from benchmark.profiles import default_device_kind, load_profile
-from benchmark.settings import DataSettings, RunSettings
+from benchmark.config.catalog import dataset_counts, dataset_options
+from benchmark.data.base import DataError, default_data_root
+from benchmark.data.cifar import cifar_folder, cifar_missing
+from benchmark.data.split_lists import LAYOUTS, split_paths
+from benchmark.engine.checkpoint import checkpoint_epoch
+from benchmark.run.jobs import RunJob
+from benchmark.run.packing import auto_pack_size, group_jobs
+from benchmark.run.planning import Action, MultiPlan, RunKey
+from benchmark.run.profiles import default_device_kind, load_profile
+from benchmark.schema.settings import DataSettings, RunSettings
 
 CUDA_PROJECTION_PACK = 16  # K of a CUDA projection made on a machine without a GPU (no --runs-per-gpu)
 EVAL_COST = 1 / 3  # a test image (forward only) costs about a third of a training image
@@ -39,9 +46,6 @@ class RunCost:
 
 def epoch_images(d: DataSettings) -> tuple[int, int]:
     """(train images, test images) of one epoch of a dataset, from its class counts (no data needed)."""
-    from benchmark.components import dataset_counts, dataset_options
-    from benchmark.data.base import DataError
-
     opts = {k: v for k, v in dataset_options(d).items() if k != "imbalance_ratio"}
     try:
         counts = dataset_counts(d.name, d.imbalance_ratio, **opts)
@@ -80,11 +84,7 @@ def run_cost(s: RunSettings, start_epoch: int = 0, with_stage1: bool = True) -> 
 
 def check_data(d: DataSettings) -> tuple[Literal["missing", "download"], str] | None:
     """None when the run's files are there (or generated); else ('missing' | 'download', what to fix)."""
-    from benchmark.data.base import default_data_root
-
     if d.name in ("cifar10_lt", "cifar100_lt"):
-        from benchmark.data.cifar import cifar_folder, cifar_missing
-
         c = 10 if d.name == "cifar10_lt" else 100
         root = Path(d.root).expanduser() if d.root else default_data_root()
         missing = cifar_missing(root, c)
@@ -98,8 +98,6 @@ def check_data(d: DataSettings) -> tuple[Literal["missing", "download"], str] | 
                            f"data.download=false: put the official python-version files there, set data.root or "
                            f"$LTBENCH_DATA, or allow the download")
     if d.name in FILE_DATASETS:
-        from benchmark.data.split_lists import LAYOUTS, split_paths
-
         lay = LAYOUTS[d.name]
         base, train, test = split_paths(d.name, d.root, d.train_list, d.test_list)
         problems = [f"split list {p} not found" for p in (train, test) if not p.is_file()]
@@ -250,8 +248,6 @@ def pack_size(mp: MultiPlan, jobs: list[Any], runs_per_gpu: int | None) -> PackS
     """K for the packs: --runs-per-gpu, else the auto size on this machine's GPU, else 16 for a CUDA projection."""
     if runs_per_gpu is not None:
         return PackSize(k=runs_per_gpu, source="--runs-per-gpu")
-    from benchmark.packing import auto_pack_size
-
     try:
         import torch
 
@@ -268,10 +264,6 @@ def dry_run(mp: MultiPlan, *, runs_per_gpu: int | None = None, device_kind: str 
             tracker: str = "wandb", retry_failed: bool = False) -> DryRunPlan:
     """The plan without training: counts, packs (group_jobs with the K that would be used), images and projected
     GPU-hours on one GPU from a bench profile, and the rows whose data is missing."""
-    from benchmark.engine.checkpoint import checkpoint_epoch
-    from benchmark.jobs import RunJob
-    from benchmark.packing import group_jobs
-
     primaries = mp.primaries
     jobs = [RunJob(p.run, p.path, tracker, retry_failed, mp.force) for p in primaries]
     k = pack_size(mp, jobs, runs_per_gpu)

@@ -8,9 +8,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from benchmark.config import RunSpec, SuiteError, SuiteSpec, load_suite, plan, slug
-from benchmark.jobs import should_run
-from benchmark.records import RunRecord, read_record, record_path, write_record
+from benchmark.config.suite import RunSpec, SuiteError, SuiteSpec, load_suite, plan, slug
+from benchmark.config.validation import check_plan
+from benchmark.run.jobs import should_run
+from benchmark.run.records import RunRecord, read_record, record_path, write_record
 
 # What a planned run needs:
 #   train  - the one occurrence of its settings hash that goes to the executor (the "primary")
@@ -81,8 +82,6 @@ def plan_suites(suites: list[tuple[SuiteSpec, str | Path]], *, seeds: list[int] 
                 rows: list[str] | None = None) -> list[RunSpec]:
     """Every run of every suite, in order, components checked. With several suites, `rows` selects, in each suite,
     the rows it has (a name no suite has is an error); with one suite an unknown row is an error, as before."""
-    from benchmark.validation import check_plan
-
     if rows is not None and len(suites) > 1:
         known = {k for spec, _ in suites for r in spec.rows for k in (r.name, slug(r.name))}
         unknown = [r for r in rows if r not in known]

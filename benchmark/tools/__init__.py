@@ -1,0 +1,1 @@
+"""Tools built on the engine and the run layer: the throughput bench."""
