@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from benchmark.config.suite import REPO_ROOT, SuiteError, list_suite_names, load_suite, parse_set, plan
+from benchmark.config.suite import SuiteError, list_suite_names, load_suite, parse_set, plan
 from benchmark.schema.registry import UnknownComponentError
 
 app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, add_completion=False,
@@ -27,7 +27,8 @@ console = Console()
 err = Console(stderr=True)
 
 SuiteArg = Annotated[str, typer.Argument(help="Suite name (in suites/) or path to a suite YAML.")]
-ResultsOpt = Annotated[Path, typer.Option("--results-dir", help="Where result records live.")]
+ResultsOpt = Annotated[Path, typer.Option("--results-dir", help="Where result records live (relative: to the working "
+                                                                  "directory).")]
 SetOpt = Annotated[list[str] | None, typer.Option("--set", help="Override a setting: key=value (repeatable).")]
 SeedsOpt = Annotated[str | None, typer.Option("--seeds", help="Comma-separated seeds, e.g. 0,1,2 (default: suite's).")]
 SmokeOpt = Annotated[bool, typer.Option("--smoke", help="Tiny epochs and data: at most a minute per run on CPU.")]
@@ -127,7 +128,7 @@ def run_suite_cmd(
     = None,
     seeds: SeedsOpt = None,
     set_: SetOpt = None,
-    results_dir: ResultsOpt = REPO_ROOT / "results",
+    results_dir: ResultsOpt = Path("results"),
     tracker: Annotated[str, typer.Option("--tracker", help="wandb (offline without an API key) or none.")] = "wandb",
     retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Run again the runs recorded as failed.")]
     = False,
@@ -271,7 +272,7 @@ def dry_run_cmd(suites: list, *, seeds: list[int] | None, overrides: dict, smoke
 
 
 @app.command("status")
-def status_cmd(name: SuiteArg, results_dir: ResultsOpt = REPO_ROOT / "results", set_: SetOpt = None,
+def status_cmd(name: SuiteArg, results_dir: ResultsOpt = Path("results"), set_: SetOpt = None,
                seeds: SeedsOpt = None, smoke: SmokeOpt = False) -> None:
     """Per planned run: done, failed, running, interrupted (resumes), queued (with its job id) or not started."""
     from benchmark.run.executors import queue_file, run_status
@@ -297,9 +298,9 @@ def status_cmd(name: SuiteArg, results_dir: ResultsOpt = REPO_ROOT / "results", 
 @app.command("report")
 def report_cmd(
     name: SuiteArg,
-    results_dir: ResultsOpt = REPO_ROOT / "results",
+    results_dir: ResultsOpt = Path("results"),
     out_dir: Annotated[Path, typer.Option("--out-dir", help="Where the .md, .csv and .png go.")]
-    = REPO_ROOT / "reports",
+    = Path("reports"),
     set_: SetOpt = None,
     seeds: SeedsOpt = None,
     smoke: SmokeOpt = False,

@@ -1,7 +1,8 @@
 """The layers and their dependency direction, checked on the source: who may import whom, no cycles, no hidden imports.
 
 schema <- components (data, backbones, methods) <- engine, config <- run <- tools <- cli; report reads config.suite and
-run.records only. Components and the engine know nothing of YAML, W&B, result files or the CLI.
+run.records only (and schema.files: atomic writes). Components and the engine know nothing of YAML, W&B, result files
+or the CLI.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ ALLOWED: dict[str, set[str]] = {
     "methods": {"schema", "data"},
     "engine": {"schema"} | COMPONENTS,
     "config": {"schema"} | COMPONENTS,
-    "report": {"config.suite", "run.records"},
+    "report": {"config.suite", "run.records", "schema.files"},
     "run": {"schema", "engine", "config"} | COMPONENTS,
     "tools": {"schema", "engine", "config", "run"} | COMPONENTS,
     "cli": {"schema", "engine", "config", "run", "tools", "report"} | COMPONENTS,

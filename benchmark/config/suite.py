@@ -14,7 +14,17 @@ from pydantic import Field, ValidationError, field_validator
 from benchmark.schema.settings import RunSettings, Strict
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-SUITES_DIR = REPO_ROOT / "suites"
+
+
+def shipped_dir(name: str, checkout: Path) -> Path:
+    """A data folder the wheel ships inside the package (benchmark/<name>/, copied at build time by setup.py), else
+    the checkout's own folder (a source tree or an editable install: one source of truth)."""
+    packaged = Path(__file__).resolve().parents[1] / name
+    return packaged if packaged.is_dir() else checkout
+
+
+SUITES_DIR = shipped_dir("suites", REPO_ROOT / "suites")
+PERF_DIR = shipped_dir("perf", REPO_ROOT / "reports" / "perf")
 
 # Overrides applied by --smoke: a handful of batches, a trimmed test set, the mixer active in every epoch.
 SMOKE_OVERRIDES: dict[str, Any] = {

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+
+from benchmark.schema.files import atomic_write
 
 
 class CheckpointError(RuntimeError):
@@ -49,15 +49,7 @@ def save_checkpoint(path: Path, run_id: str, st: TrainState, model: dict[str, An
         "numpy_rng": json.dumps(rng.bit_generator.state),
         "state": json.dumps(asdict(st)),
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda tmp: torch.save(payload, tmp))
 
 
 def load_checkpoint(path: Path, run_id: str, gen: torch.Generator,

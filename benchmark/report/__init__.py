@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,6 +10,7 @@ from benchmark.config.suite import SuiteSpec, plan
 from benchmark.report.plots import plot_cells
 from benchmark.report.tables import cell_frame, to_markdown
 from benchmark.run.records import load_records
+from benchmark.schema.files import atomic_write
 
 
 @dataclass
@@ -44,11 +43,4 @@ def build_report(spec: SuiteSpec, results_dir: Path, out_dir: Path, *, overrides
 
 
 def _atomic(path: Path, write: Any) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, write, suffix=path.suffix)

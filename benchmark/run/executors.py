@@ -20,6 +20,7 @@ from benchmark.run.packing import auto_pack_size, group_jobs
 from benchmark.run.recording import RunOutcome
 from benchmark.run.records import read_record
 from benchmark.run.unit import InlineExecutor, run_unit
+from benchmark.schema.files import atomic_write_text
 
 
 def detect_gpus() -> int:
@@ -234,9 +235,7 @@ def write_queue(jobs: Iterable[RunJob], job_ids: list[str]) -> None:
         q = queue_file(suite_dir)
         old = json.loads(q.read_text()) if q.is_file() else {}
         suite_dir.mkdir(parents=True, exist_ok=True)
-        tmp = q.with_suffix(".tmp")
-        tmp.write_text(json.dumps({**old, **entries}, indent=1))
-        os.replace(tmp, q)
+        atomic_write_text(q, json.dumps({**old, **entries}, indent=1))
 
 
 def run_status(path: Path, run_id: str, queue: dict[str, str]) -> str:

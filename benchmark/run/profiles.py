@@ -6,14 +6,14 @@ import json
 import math
 import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from benchmark.config.suite import REPO_ROOT, SuiteError, slug
+from benchmark.config.suite import PERF_DIR, SuiteError, slug
+from benchmark.schema.files import atomic_write_text
 
-COMMITTED_PROFILE = REPO_ROOT / "reports" / "perf" / "bench-h100.json"
+COMMITTED_PROFILE = PERF_DIR / "bench-h100.json"
 
 
 def cache_dir() -> Path:
@@ -36,15 +36,7 @@ def save_profile(result: dict[str, Any]) -> Path:
     if not result.get("device_name") or not isinstance(result.get("variants"), list):
         raise ValueError("a bench result needs 'device_name' and a 'variants' list")
     path = profile_path(str(result["device_name"]))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(json.dumps(result, indent=1, default=str))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_text(path, json.dumps(result, indent=1, default=str))
     return path
 
 
@@ -129,7 +121,7 @@ def load_profile(device_kind: str) -> Profile:
             return _read_profile(p, "cache", device_kind)
         except (ValueError, OSError, AttributeError):
             continue
-    committed = REPO_ROOT / "reports" / "perf" / f"bench-{kind}.json"
+    committed = PERF_DIR / f"bench-{kind}.json"
     path = committed if committed.is_file() else COMMITTED_PROFILE
     try:
         prof = _read_profile(path, "committed", device_kind)

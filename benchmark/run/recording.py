@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmark.config.choices import choices_for
-from benchmark.config.suite import REPO_ROOT, RunSpec, slug
+from benchmark.config.suite import RunSpec, slug
 from benchmark.data.base import LTData
 from benchmark.data.profile import shot_groups
 from benchmark.run.jobs import RunJob
@@ -52,8 +52,8 @@ def start_tracking(r: RunSpec, tracker: Tracker,
 
 
 def wandb_dir() -> Path:
-    """Where W&B writes its run folders: $WANDB_DIR, else the repository root."""
-    return Path(os.environ.get("WANDB_DIR") or REPO_ROOT)
+    """Where W&B writes its run folders (<dir>/wandb/): $WANDB_DIR, else the working directory."""
+    return Path(os.environ.get("WANDB_DIR") or Path.cwd())
 
 
 def record_base(r: RunSpec, data: LTData) -> dict[str, Any]:

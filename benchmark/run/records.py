@@ -5,13 +5,14 @@ from __future__ import annotations
 import os
 import platform
 import subprocess
-import tempfile
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from benchmark.schema.files import atomic_write_text
 
 SCHEMA_VERSION = 1
 
@@ -58,17 +59,7 @@ def record_path(results_dir: Path, suite: str, cell: str, run_id: str) -> Path:
 
 def write_record(path: Path, record: RunRecord) -> None:
     """Write atomically: a temp file in the same folder, fsync, then rename over the target."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(record.model_dump_json(indent=1))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_text(path, record.model_dump_json(indent=1), fsync=True)
 
 
 def read_record(path: Path) -> RunRecord:

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from benchmark.config.suite import REPO_ROOT, SuiteError, SuiteSpec
+from benchmark.config.suite import SuiteError, SuiteSpec
 from benchmark.run.jobs import RunJob, existing_status
 from benchmark.run.planning import plan_suites, resolve_plan, write_link
 from benchmark.run.recording import RunOutcome
@@ -16,7 +16,7 @@ from benchmark.run.unit import InlineExecutor
 
 def run_suite(spec: SuiteSpec, *, where: str = "", seeds: list[int] | None = None,
               overrides: dict[str, Any] | None = None, smoke: bool = False, dry_run: bool = False,
-              results_dir: Path = REPO_ROOT / "results", tracker: str = "wandb", retry_failed: bool = False,
+              results_dir: Path = Path("results"), tracker: str = "wandb", retry_failed: bool = False,
               force: bool = False, executor: Any = None, progress: Any = None,
               rows: list[str] | None = None) -> list[RunOutcome]:
     """Plan a suite and execute every run that has no finished record (in-process unless an executor is given).
@@ -32,7 +32,7 @@ def run_suite(spec: SuiteSpec, *, where: str = "", seeds: list[int] | None = Non
 
 def run_suites(suites: list[tuple[SuiteSpec, Path]], *, seeds: list[int] | None = None,
                overrides: dict[str, Any] | None = None, smoke: bool = False, dry_run: bool = False,
-               results_dir: Path = REPO_ROOT / "results", tracker: str = "wandb", retry_failed: bool = False,
+               results_dir: Path = Path("results"), tracker: str = "wandb", retry_failed: bool = False,
                force: bool = False, executor: Any = None, progress: Any = None,
                rows: list[str] | None = None) -> list[RunOutcome]:
     """Plan several suites together and train each distinct run (settings hash with seed, smoke flag) once.
@@ -41,6 +41,7 @@ def run_suites(suites: list[tuple[SuiteSpec, Path]], *, seeds: list[int] | None 
     one hash pending in this invocation train once and the others get linked copies when it finishes `done`
     (`benchmark.run.planning`). Outcomes come in plan order, one per planned run.
     """
+    results_dir = Path(results_dir).absolute()  # relative: to the working directory (workers get absolute paths)
     runs = plan_suites(suites, seeds=seeds, overrides=overrides, smoke=smoke, rows=rows)
     mp = resolve_plan(suites, runs, results_dir, retry_failed=retry_failed, force=force)
     outcomes = {o.path: o for o in planned_outcomes(mp)}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ from benchmark.engine.loop import fit
 from benchmark.engine.parts import build_model
 from benchmark.run.jobs import existing_status
 from benchmark.run.records import read_record
+from benchmark.schema.files import atomic_write, atomic_write_text
 
 
 def stage1_model(r: RunSpec, data: LTData, path: Path, hook: Callable[[dict[str, Any]], None]
@@ -48,16 +48,12 @@ def stage1_model(r: RunSpec, data: LTData, path: Path, hook: Callable[[dict[str,
     res = fit(s1, data, on_epoch=hook, checkpoint=ckpt, run_id=f"{r.run_id}/stage1")
     info = {"run_id": f"{r.run_id}/stage1", "source": "trained", "metrics": {"last": res.last, "best": res.best}}
     save_weights(res.model, own)
-    info_file.write_text(json.dumps(info))
+    atomic_write_text(info_file, json.dumps(info))
     ckpt.unlink(missing_ok=True)
     return res.model, info
 
 
 def save_weights(model: Any, path: Path) -> None:
     """The final model's state dict, written atomically."""
-
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(model.state_dict(), tmp)
-    os.replace(tmp, path)
+    state = model.state_dict()
+    atomic_write(path, lambda tmp: torch.save(state, tmp))
