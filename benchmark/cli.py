@@ -11,10 +11,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from benchmark import __version__
 from benchmark.config.suite import SuiteError, list_suite_names, load_suite, parse_set, plan
 from benchmark.schema.registry import UnknownComponentError
+from benchmark.tools.dry_run_view import print_dry_run
+from benchmark.tools.output import JsonOutput, outcomes_json, registries_json, report_json, status_counts, status_rows
 
-app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, add_completion=False,
+app = typer.Typer(no_args_is_help=True, rich_markup_mode="markdown", add_completion=True,
                   context_settings={"help_option_names": ["-h", "--help"]},
                   help="lt-bench: paper tables of long-tailed classification as suites of training runs.")
 suites_app = typer.Typer(no_args_is_help=True, help="List and show the suites in suites/.")
@@ -33,6 +36,19 @@ SetOpt = Annotated[list[str] | None, typer.Option("--set", help="Override a sett
 SeedsOpt = Annotated[str | None, typer.Option("--seeds", help="Comma-separated seeds, e.g. 0,1,2 (default: suite's).")]
 SmokeOpt = Annotated[bool, typer.Option("--smoke", help="Tiny epochs and data: at most a minute per run on CPU.")]
 RowsOpt = Annotated[str | None, typer.Option("--rows", help="Comma-separated rows (display names or slugs) to run.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON alone on stdout (anything else goes to stderr).")]
+
+
+def print_version(value: bool) -> None:
+    if value:
+        print(f"lt-bench {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(version: Annotated[bool, typer.Option("--version", help="Print the lt-bench version and exit.",
+                                                       callback=print_version, is_eager=True)] = False) -> None:
+    """lt-bench: paper tables of long-tailed classification as suites of training runs."""
 
 
 def fail(msg: str, code: int = 2) -> None:
@@ -100,16 +116,19 @@ def suites_show(name: SuiteArg) -> None:
 
 
 @app.command("validate")
-def validate(name: SuiteArg) -> None:
+def validate(name: SuiteArg, as_json: JsonOpt = False) -> None:
     """Check a suite: schema, every row's settings, every component name. Trains nothing."""
     from benchmark.config.validation import check_plan
 
-    try:
-        spec, path = load_suite(name)
-        runs = plan(spec)
-        check_plan(runs, str(path))
-    except (SuiteError, UnknownComponentError) as e:
-        fail(str(e))
+    with JsonOutput(as_json) as out:
+        try:
+            spec, path = load_suite(name)
+            runs = plan(spec)
+            check_plan(runs, str(path))
+        except (SuiteError, UnknownComponentError) as e:
+            fail(str(e))
+    if as_json:
+        return out.emit({"suite": spec.suite, "path": str(path), "ok": True, "rows": len(spec.rows), "runs": len(runs)})
     console.print(f"{path}: ok ({len(spec.rows)} rows, {len(runs)} runs)", highlight=False)
 
 
@@ -121,20 +140,25 @@ def run_suite_cmd(
     rows: RowsOpt = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan, packs, images and projected GPU-hours; "
                                                             "train nothing.")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="With --dry-run: print the plan as JSON (schema in the "
-                                                         "README).")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the outcomes (with --dry-run: the plan, schema in the "
+                                                         "README) as JSON alone on stdout; progress goes to stderr.")]
+    = False,
+    log_every: Annotated[float, typer.Option("--log-every", help="When stdout is not a terminal (Slurm, nohup, a "
+                                             "pipe): minutes between progress lines of a run (0: every epoch).")] = 0.0,
     device_kind: Annotated[str | None, typer.Option("--device-kind", help="With --dry-run: the GPU to project for "
                                                     "(bench profile; default: this machine's GPU, else h100).")]
     = None,
     seeds: SeedsOpt = None,
     set_: SetOpt = None,
     results_dir: ResultsOpt = Path("results"),
-    tracker: Annotated[str, typer.Option("--tracker", help="wandb (offline without an API key) or none.")] = "wandb",
+    tracker: Annotated[str, typer.Option("--tracker", metavar="[wandb|none]",
+                                         help="wandb (offline without an API key) or none.")] = "wandb",
     retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Run again the runs recorded as failed.")]
     = False,
     force: Annotated[bool, typer.Option("--force", help="Re-run even finished runs (from scratch).")] = False,
-    executor: Annotated[str, typer.Option("--executor", help="inline (this process), local (a process per GPU "
-                                                             "slot) or slurm (submitit job array).")] = "inline",
+    executor: Annotated[str, typer.Option("--executor", metavar="[inline|local|slurm]",
+                                          help="inline (this process), local (a process per GPU slot) or slurm "
+                                               "(submitit job array).")] = "inline",
     gpus: Annotated[int | None, typer.Option("--gpus", help="local: GPU slots to use (default: all visible; "
                                                             "on a CPU machine, fake slots).")] = None,
     runs_per_gpu: Annotated[int | None, typer.Option(
@@ -166,33 +190,37 @@ def run_suite_cmd(
 
     if tracker not in ("wandb", "none"):
         fail(f"--tracker '{tracker}': use wandb or none")
-    if as_json and not dry_run:
-        fail("--json goes with --dry-run")
-    try:
-        suites = load_suites(names)
-        folder = results_dir / (suites[0][0].suite if len(suites) == 1 else "_multi") / "_slurm"
-        ex = make_executor(executor, gpus, runs_per_gpu, slurm_profile, partition, account, time_min, gpus_per_run,
-                           slurm_cluster, wait, folder)  # checks the executor options, dry run or not
-        if dry_run:
-            dry_run_cmd(suites, seeds=parse_seeds(seeds), overrides=parse_set(set_ or []), smoke=smoke,
-                        rows=split_rows(rows), results_dir=results_dir, tracker=tracker, retry_failed=retry_failed,
-                        force=force, runs_per_gpu=runs_per_gpu, device_kind=device_kind, as_json=as_json)
-            return
-        outcomes = run_suites(suites, seeds=parse_seeds(seeds), overrides=parse_set(set_ or []),
-                              smoke=smoke, results_dir=results_dir, tracker=tracker,
-                              retry_failed=retry_failed, force=force, executor=ex, rows=split_rows(rows),
-                              progress=RunProgress(console))
-    except (SuiteError, UnknownComponentError) as e:
-        fail(str(e))
-    except Preempted as e:
-        fail(f"{e}; run the same command again to resume", code=3)
-    except Exception as e:
-        from benchmark.engine.checkpoint import CheckpointError
-
-        if isinstance(e, CheckpointError):
+    if log_every < 0:
+        fail(f"--log-every {log_every:g}: give minutes >= 0 (0: a line every epoch)")
+    with JsonOutput(as_json) as out, RunProgress(err if as_json else console, every_s=60 * log_every) as progress:
+        try:
+            suites = load_suites(names)
+            folder = results_dir / (suites[0][0].suite if len(suites) == 1 else "_multi") / "_slurm"
+            ex = make_executor(executor, gpus, runs_per_gpu, slurm_profile, partition, account, time_min,
+                               gpus_per_run, slurm_cluster, wait, folder)  # checks the executor options, dry run or not
+            if dry_run:
+                return dry_run_cmd(suites, seeds=parse_seeds(seeds), overrides=parse_set(set_ or []), smoke=smoke,
+                                   rows=split_rows(rows), results_dir=results_dir, tracker=tracker,
+                                   retry_failed=retry_failed, force=force, runs_per_gpu=runs_per_gpu,
+                                   device_kind=device_kind, out=out)
+            outcomes = run_suites(suites, seeds=parse_seeds(seeds), overrides=parse_set(set_ or []),
+                                  smoke=smoke, results_dir=results_dir, tracker=tracker,
+                                  retry_failed=retry_failed, force=force, executor=ex, rows=split_rows(rows),
+                                  progress=progress)
+        except (SuiteError, UnknownComponentError) as e:
             fail(str(e))
-        raise
-    console.print(outcome_table(suites, outcomes))
+        except Preempted as e:
+            fail(f"{e}; run the same command again to resume", code=3)
+        except Exception as e:
+            from benchmark.engine.checkpoint import CheckpointError
+
+            if isinstance(e, CheckpointError):
+                fail(str(e))
+            raise
+    if as_json:
+        out.emit(outcomes_json(outcomes))
+    else:
+        console.print(outcome_table(suites, outcomes))
     if any(o.status == "failed" for o in outcomes):
         raise typer.Exit(1)
 
@@ -211,88 +239,41 @@ def outcome_table(suites: list, outcomes: list) -> Table:
 
 def dry_run_cmd(suites: list, *, seeds: list[int] | None, overrides: dict, smoke: bool, rows: list[str] | None,
                 results_dir: Path, tracker: str, retry_failed: bool, force: bool, runs_per_gpu: int | None,
-                device_kind: str | None, as_json: bool) -> None:
+                device_kind: str | None, out: JsonOutput) -> None:
     """`run suite ... --dry-run`: the per-run table and the costed plan (or the plan as JSON)."""
     from benchmark.run.planning import plan_suites, resolve_plan
-    from benchmark.run.projection import dry_run, format_count
+    from benchmark.run.projection import dry_run
     from benchmark.run.runner import planned_outcomes
 
     runs = plan_suites(suites, seeds=seeds, overrides=overrides, smoke=smoke, rows=rows)
     mp = resolve_plan(suites, runs, results_dir, retry_failed=retry_failed, force=force)
     report = dry_run(mp, runs_per_gpu=runs_per_gpu, device_kind=device_kind, tracker=tracker,
                      retry_failed=retry_failed)
-    if as_json:
-        print(report.model_dump_json(indent=1))
-        return
+    if out.enabled:
+        return out.emit(report.model_dump_json(indent=1))
     console.print(outcome_table(suites, planned_outcomes(mp)))
-    c, tot, prof = report.counts, report.totals, report.profile
-    lines = [
-        f"Dry run of {', '.join(s.suite for s in report.suites)}: nothing is trained or written.",
-        f"  runs in the suites       {c.planned}",
-        f"  distinct runs            {c.distinct}   (settings hash with seed; {c.planned - c.distinct} shared)",
-        f"  already finished         {c.finished}   ({c.reuse} runs would get a copy of a finished record, "
-        f"{c.skipped} have their own record)",
-        f"  to train                 {c.to_train}   ({c.link} more runs get a copy when their twin finishes)",
-        f"  packs                    {tot.packs}   (K = {report.pack_size.k}: {report.pack_size.source})",
-        f"  member-epochs            {tot.member_epochs:,}",
-        f"  images to train          {format_count(tot.train_images)}   (+ {format_count(tot.eval_images)} test "
-        f"images evaluated)",
-        f"  projected GPU-hours      {tot.projected_gpu_hours:.3g} on one {prof.device_name} "
-        f"({tot.projected_runs} runs; profile {prof.file}, {prof.source})",
-    ]
-    if c.failed:
-        lines.append(f"  failed, not retried      {c.failed}   (--retry-failed)")
-    for n in tot.not_projected:
-        lines.append(f"  not projected            {n.runs} runs on {n.dataset}: {n.member_epochs:,} member-epochs, "
-                     f"{format_count(n.train_images)} train + {format_count(n.eval_images)} test images ({n.reason})")
-    lines += [f"  note: {n}" for n in report.notes[2:]]  # the first two say where K and the profile come from
-    console.print("\n".join(lines), highlight=False, markup=False, soft_wrap=True)
-    if report.packs:
-        t = Table("#", "K", "dataset", "backbone", "epochs", "images", "img/s", "GPU-h", "runs",
-                  title=f"packs ({len(report.packs)})")
-        for p in report.packs[:40]:
-            first = p.runs[0] + (f" +{len(p.runs) - 1}" if len(p.runs) > 1 else "")
-            t.add_row(str(p.index), str(p.size), p.dataset, p.backbone, f"{p.member_epochs:,}",
-                      format_count(p.train_images), f"{p.images_per_s:,.0f}" if p.images_per_s else "-",
-                      f"{p.gpu_hours:.3f}" if p.gpu_hours is not None else "not projected", first)
-        console.print(t)
-        if len(report.packs) > 40:
-            console.print(f"... {len(report.packs) - 40} more packs (--json lists all)", highlight=False)
-    missing = [d for d in report.data if d.status == "missing"]
-    download = [d for d in report.data if d.status == "download"]
-    if missing:
-        console.print(f"Data missing for {len(missing)} rows (these runs would fail):", highlight=False)
-        for d in missing:
-            cols = f" [{', '.join(d.columns)}]" if d.columns else ""
-            console.print(f"  {d.suite} / {d.row}{cols}: {d.message}", highlight=False, markup=False, soft_wrap=True)
-    if download:
-        for msg in sorted({d.message for d in download}):
-            n = sum(d.message == msg for d in download)
-            console.print(f"Data to download ({n} rows): {msg}", highlight=False, markup=False, soft_wrap=True)
+    print_dry_run(console, report)
 
 
 @app.command("status")
 def status_cmd(name: SuiteArg, results_dir: ResultsOpt = Path("results"), set_: SetOpt = None,
-               seeds: SeedsOpt = None, smoke: SmokeOpt = False) -> None:
+               seeds: SeedsOpt = None, smoke: SmokeOpt = False, as_json: JsonOpt = False) -> None:
     """Per planned run: done, failed, running, interrupted (resumes), queued (with its job id) or not started."""
-    from benchmark.run.executors import queue_file, run_status
-    from benchmark.run.records import record_path
-
-    try:
-        spec, _ = load_suite(name)
-        runs = plan(spec, seeds=parse_seeds(seeds), overrides=parse_set(set_ or []), smoke=smoke)
-    except SuiteError as e:
-        fail(str(e))
-    q = queue_file(results_dir / spec.suite)
-    queue = json.loads(q.read_text()) if q.is_file() else {}
+    with JsonOutput(as_json) as out:
+        try:
+            spec, _ = load_suite(name)
+            runs = plan(spec, seeds=parse_seeds(seeds), overrides=parse_set(set_ or []), smoke=smoke)
+        except SuiteError as e:
+            fail(str(e))
+        rows = status_rows(runs, results_dir)
+        counts = status_counts(rows)
+    if as_json:
+        return out.emit({"suite": spec.suite, "runs": rows, "counts": counts})
     t = Table("run", "row", "seed", "status", title=f"{spec.suite}: {len(runs)} runs")
-    counts: dict[str, int] = {}
-    for r in runs:
-        st = run_status(record_path(results_dir, r.suite, r.cell, r.run_id), r.run_id, queue)
-        counts[st.split(" ")[0]] = counts.get(st.split(" ")[0], 0) + 1
-        t.add_row(r.run_id, r.row + (f" [{r.column}]" if r.column else ""), str(r.seed), st)
+    for r in rows:
+        t.add_row(r["run_id"], r["row"] + (f" [{r['column']}]" if r["column"] else ""), str(r["seed"]), r["status"])
     console.print(t)
-    console.print(", ".join(f"{k}: {v}" for k, v in sorted(counts.items())), highlight=False)
+    console.print(", ".join(f"{k}: {v}" for k, v in counts.items()), highlight=False)
 
 
 @app.command("report")
@@ -304,16 +285,20 @@ def report_cmd(
     set_: SetOpt = None,
     seeds: SeedsOpt = None,
     smoke: SmokeOpt = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Regenerate a suite's table (paper, ours mean ± std, delta) and plot from result records."""
     from benchmark.report import build_report
 
-    try:
-        spec, _ = load_suite(name)
-        files = build_report(spec, results_dir, out_dir, overrides=parse_set(set_ or []), smoke=smoke,
-                             seeds=parse_seeds(seeds))
-    except SuiteError as e:
-        fail(str(e))
+    with JsonOutput(as_json) as out:
+        try:
+            spec, _ = load_suite(name)
+            files = build_report(spec, results_dir, out_dir, overrides=parse_set(set_ or []), smoke=smoke,
+                                 seeds=parse_seeds(seeds))
+        except SuiteError as e:
+            fail(str(e))
+    if as_json:
+        return out.emit(report_json(spec.suite, files))
     print(files.text)
     console.print(f"wrote {files.markdown}, {files.csv}, {files.plot}", highlight=False)
 
@@ -350,14 +335,18 @@ def data_stats(
 
 
 @app.command("ls")
-def ls_cmd(kind: Annotated[str | None, typer.Argument(help="datasets|losses|rules|mixers|samplers|schedules|backbones")]
-           = None) -> None:
+def ls_cmd(kind: Annotated[str | None, typer.Argument(
+               metavar="KIND", help="datasets, losses, rules, mixers, samplers, schedules, augmentations or "
+                                    "backbones (default: all).", show_default=False)] = None,
+           as_json: JsonOpt = False) -> None:
     """List registered components with a one-line description."""
     from benchmark.config.catalog import registries
 
     regs = registries()
     if kind is not None and kind not in regs:
         fail(f"unknown registry '{kind}': choose from {', '.join(regs)}")
+    if as_json:
+        return JsonOutput(True).emit(registries_json(regs, kind))
     for name, entries in regs.items():
         if kind in (None, name):
             t = Table("name", "description", title=name)
@@ -380,9 +369,10 @@ def bench_cmd(
     CE + CMO), measured side by side in one process, with ratios and projected minutes per run and suite."""
     from benchmark.tools.bench import bench_main
 
-    result = bench_main(device=device, json_out=str(out) if out else None, ks=ks, steps=steps, compile=compile)
+    with JsonOutput(as_json) as stdout:  # the table and notes go to stderr
+        result = bench_main(device=device, json_out=str(out) if out else None, ks=ks, steps=steps, compile=compile)
     if as_json:
-        print(json.dumps(result, indent=1, default=str))
+        stdout.emit(result)
 
 
 def main() -> None:  # pragma: no cover

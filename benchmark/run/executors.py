@@ -75,7 +75,10 @@ class LocalExecutor:
                 if console is not None:
                     ids = ", ".join(j.run.run_id for j in unit)
                     console.print(f"[{i + 1}/{len(units)}] {ids} -> GPU {gpu}", highlight=False)
-                return run_in_subprocess(unit, {"CUDA_VISIBLE_DEVICES": gpu}, self.gpus_per_run)
+                outs = run_in_subprocess(unit, {"CUDA_VISIBLE_DEVICES": gpu}, self.gpus_per_run)
+                for o in outs if hasattr(progress, "end_run") else []:
+                    progress.end_run(o)  # the suite's count and ETA move on
+                return outs
             finally:
                 with cond:
                     free[gpu] += need

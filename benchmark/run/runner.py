@@ -56,6 +56,8 @@ def run_suites(suites: list[tuple[SuiteSpec, Path]], *, seeds: list[int] | None 
     if jobs:
         if executor is None:
             executor = InlineExecutor()
+        if hasattr(progress, "start_suite"):  # the suite bar's total: every epoch of the runs to train
+            progress.start_suite([j.run for j in jobs])
         for o in executor.run(jobs, progress):
             outcomes[o.path] = o
     for primary in mp.primaries:

@@ -1,0 +1,90 @@
+"""Machine-readable output of the commands (--json): the JSON alone on stdout, everything else on stderr."""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import sys
+from pathlib import Path
+from types import TracebackType
+from typing import Any, TextIO
+
+from benchmark.config.suite import RunSpec
+from benchmark.run.executors import queue_file, run_status
+from benchmark.run.records import record_path
+
+
+class JsonOutput:
+    """With --json, whatever a command prints while it works (tables, progress, warnings) goes to stderr, and
+    `emit` writes the JSON alone to the real stdout; without it, nothing changes."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.stdout: TextIO = sys.stdout
+        self._redirect: contextlib.AbstractContextManager[Any] | None = None
+
+    def __enter__(self) -> JsonOutput:
+        self.stdout = sys.stdout
+        if self.enabled:
+            self._redirect = contextlib.redirect_stdout(sys.stderr)
+            self._redirect.__enter__()
+        return self
+
+    def __exit__(self, tp: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        if self._redirect is not None:
+            self._redirect.__exit__(tp, exc, tb)
+            self._redirect = None
+
+    def emit(self, data: Any) -> None:
+        """Print `data` as JSON (a str is taken as JSON already) on the command's stdout."""
+        text = data if isinstance(data, str) else json.dumps(data, indent=1, default=str)
+        print(text, file=self.stdout, flush=True)
+
+
+def run_json(r: RunSpec) -> dict[str, Any]:
+    """The identity of a planned run."""
+    return {"suite": r.suite, "run_id": r.run_id, "row": r.row, "column": r.column, "seed": r.seed,
+            "smoke": r.smoke}
+
+
+def outcomes_json(outcomes: list[Any]) -> list[dict[str, Any]]:
+    """`run suite --json`: per planned run its identity, status, best top-1, record path and error."""
+    return [{**run_json(o.run), "status": o.status, "best_acc": o.acc, "record": str(o.path), "error": o.error}
+            for o in outcomes]
+
+
+def status_rows(runs: list[RunSpec], results_dir: Path) -> list[dict[str, Any]]:
+    """`status`: per planned run its identity and status (done, failed, running, interrupted, queued, not started)."""
+    if not runs:
+        return []
+    q = queue_file(results_dir / runs[0].suite)
+    queue = json.loads(q.read_text()) if q.is_file() else {}
+    out = []
+    for r in runs:
+        path = record_path(results_dir, r.suite, r.cell, r.run_id)
+        out.append({**run_json(r), "status": run_status(path, r.run_id, queue), "record": str(path)})
+    return out
+
+
+def status_counts(rows: list[dict[str, Any]]) -> dict[str, int]:
+    """How many runs have each status (its first word: 'queued (123)' counts as queued)."""
+    counts: dict[str, int] = {}
+    for row in rows:
+        key = row["status"].split(" ")[0]
+        counts[key] = counts.get(key, 0) + 1
+    return dict(sorted(counts.items()))
+
+
+def report_json(suite: str, files: Any) -> dict[str, Any]:
+    """`report --json`: the files written and the table's cells as the CSV holds them."""
+    with open(files.csv, newline="") as f:
+        cells = list(csv.DictReader(f))
+    written = {k: str(v) for k, v in vars(files).items() if isinstance(v, Path)}
+    return {"suite": suite, "files": written, "cells": cells}
+
+
+def registries_json(regs: dict[str, list[tuple[str, str]]], kind: str | None) -> dict[str, list[dict[str, str]]]:
+    """`ls --json`: registry -> [{name, description}]."""
+    return {name: [{"name": n, "description": d} for n, d in entries] for name, entries in regs.items()
+            if kind in (None, name)}
