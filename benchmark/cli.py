@@ -14,8 +14,7 @@ from rich.table import Table
 from benchmark import __version__
 from benchmark.config.suite import SuiteError, list_suite_names, load_suite, parse_set, plan
 from benchmark.schema.registry import UnknownComponentError
-from benchmark.tools.dry_run_view import print_dry_run
-from benchmark.tools.output import JsonOutput, outcomes_json, registries_json, report_json, status_counts, status_rows
+from benchmark.tools.json_output import JsonOutput
 
 app = typer.Typer(no_args_is_help=True, rich_markup_mode="markdown", add_completion=True,
                   context_settings={"help_option_names": ["-h", "--help"]},
@@ -187,6 +186,7 @@ def run_suite_cmd(
     from benchmark.run.planning import load_suites
     from benchmark.run.progress import RunProgress
     from benchmark.run.runner import run_suites
+    from benchmark.tools.output import outcomes_json
 
     if tracker not in ("wandb", "none"):
         fail(f"--tracker '{tracker}': use wandb or none")
@@ -244,6 +244,7 @@ def dry_run_cmd(suites: list, *, seeds: list[int] | None, overrides: dict, smoke
     from benchmark.run.planning import plan_suites, resolve_plan
     from benchmark.run.projection import dry_run
     from benchmark.run.runner import planned_outcomes
+    from benchmark.tools.dry_run_view import print_dry_run
 
     runs = plan_suites(suites, seeds=seeds, overrides=overrides, smoke=smoke, rows=rows)
     mp = resolve_plan(suites, runs, results_dir, retry_failed=retry_failed, force=force)
@@ -259,6 +260,8 @@ def dry_run_cmd(suites: list, *, seeds: list[int] | None, overrides: dict, smoke
 def status_cmd(name: SuiteArg, results_dir: ResultsOpt = Path("results"), set_: SetOpt = None,
                seeds: SeedsOpt = None, smoke: SmokeOpt = False, as_json: JsonOpt = False) -> None:
     """Per planned run: done, failed, running, interrupted (resumes), queued (with its job id) or not started."""
+    from benchmark.tools.output import status_counts, status_rows
+
     with JsonOutput(as_json) as out:
         try:
             spec, _ = load_suite(name)
@@ -289,6 +292,7 @@ def report_cmd(
 ) -> None:
     """Regenerate a suite's table (paper, ours mean ± std, delta) and plot from result records."""
     from benchmark.report import build_report
+    from benchmark.tools.output import report_json
 
     with JsonOutput(as_json) as out:
         try:
@@ -341,6 +345,7 @@ def ls_cmd(kind: Annotated[str | None, typer.Argument(
            as_json: JsonOpt = False) -> None:
     """List registered components with a one-line description."""
     from benchmark.config.catalog import registries
+    from benchmark.tools.output import registries_json
 
     regs = registries()
     if kind is not None and kind not in regs:
