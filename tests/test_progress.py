@@ -4,6 +4,7 @@ or every N minutes), live bars on one; a fake clock makes every figure hand-comp
 from __future__ import annotations
 
 import io
+import json
 from types import SimpleNamespace
 from typing import Any
 
@@ -139,3 +140,19 @@ def test_an_unknown_eta_is_a_question_mark() -> None:
     p, buf, clock = plain()
     p.start_suite([fake_run("a", 3)])
     assert p.suite.eta(5.0) is None and "eta ?" in p._suite_text(5.0)
+
+
+def test_a_slurm_task_logs_a_line_per_epoch_on_stderr(tiny_suite: Any, tmp_path: Any, capsys: Any) -> None:
+    from benchmark.config.suite import load_suite, plan
+    from benchmark.run.executors import SlurmRun
+    from benchmark.run.jobs import RunJob
+    from benchmark.run.records import record_path
+
+    spec, _ = load_suite(str(tiny_suite))
+    r = plan(spec)[0]
+    job = RunJob(r, record_path(tmp_path, r.suite, r.cell, r.run_id), "none")
+    outs = SlurmRun()(json.dumps([job.to_json()]))  # as SlurmExecutor submits it
+    assert [o["status"] for o in outs] == ["done"]
+    err = capsys.readouterr().err
+    epochs = [line.split()[2] for line in err.splitlines() if line.startswith(f"{r.run_id} epoch ")]
+    assert epochs == ["1/2", "2/2"] and "suite 1/1 runs, 100%" in err

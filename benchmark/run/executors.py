@@ -14,9 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rich.console import Console
+
 from benchmark.config.suite import SuiteError
 from benchmark.run.jobs import RunJob
 from benchmark.run.packing import auto_pack_size, group_jobs
+from benchmark.run.progress import RunProgress
 from benchmark.run.recording import RunOutcome
 from benchmark.run.records import read_record
 from benchmark.run.unit import InlineExecutor, run_unit
@@ -180,7 +183,10 @@ class SlurmRun:
             import submitit
 
             submitit.helpers.TorchDistributedEnvironment().export()
-        outs = run_unit([RunJob.from_json(j) for j in json.loads(unit_json)])
+        jobs = [RunJob.from_json(j) for j in json.loads(unit_json)]
+        with RunProgress(Console(stderr=True), live=False) as progress:  # a line per epoch in the task's .err log
+            progress.start_suite([j.run for j in jobs])
+            outs = run_unit(jobs, progress, 0, len(jobs))
         return [{"run_id": o.run.run_id, "status": o.status, "acc": o.acc, "error": o.error} for o in outs]
 
     def checkpoint(self, unit_json: str) -> Any:
