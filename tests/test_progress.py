@@ -124,6 +124,7 @@ def test_terminal_shows_bars_with_etas_not_lines() -> None:
     with RunProgress(console, clock=clock) as p:
         assert p.live
         p.start_suite([a, b])
+        assert p._progress is not None and len(p._progress.tasks) == 1  # the suite bar, before any run starts
         hook = p.start_run(a, 0, 2)
         for t, e in ((10, 0), (20, 1)):
             clock.t = t

@@ -125,6 +125,9 @@ class RunProgress:
             for r in runs:
                 self.suite.plan(_key(r), run_epochs(r))
             self.n_runs = len(runs)
+            if self.live:  # the suite bar from the start, whichever executor reports
+                self._ensure_live()
+                self._update_suite(self.suite.started)
 
     def start_run(self, run: Any, index: int, total: int) -> Callable[[dict[str, Any]], None]:
         """Announce a run; returns its per-epoch hook."""
