@@ -313,7 +313,7 @@ def data_stats(
     imbalance_ratio: Annotated[float, typer.Option("--imbalance-ratio", help="n_max / n_min (>= 1).")] = 100.0,
     many_above: Annotated[int, typer.Option(help="Many-shot: n > this.")] = 100,
     few_below: Annotated[int, typer.Option(help="Few-shot: n < this.")] = 20,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Class counts and many/medium/few group sizes of a long-tailed train split (no images needed)."""
     from benchmark.config.catalog import dataset_counts
@@ -363,7 +363,7 @@ def ls_cmd(kind: Annotated[str | None, typer.Argument(
 @app.command("bench")
 def bench_cmd(
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")] = "auto",
-    as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
+    as_json: JsonOpt = False,
     out: Annotated[Path | None, typer.Option("--out", help="Also write the JSON to this file.")] = None,
     ks: Annotated[str, typer.Option("--ks", help="Pack sizes K for the packed variant.")] = "1,4,8,16",
     steps: Annotated[int | None, typer.Option("--steps", help="Measured steps per variant.")] = None,
