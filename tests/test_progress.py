@@ -113,8 +113,21 @@ def test_failed_and_worker_runs_settle_the_suite() -> None:
     p.end_run(outcome(a))  # trained by a worker process (local executor): all 4 epochs in 100 s
     p.end_run(outcome(b, "failed", None))
     lines = buf.getvalue().splitlines()
-    assert lines[0] == "  done: best top-1 35.50%  | suite 1/2 runs, 50%, elapsed 1:40, eta 1:40"
-    assert lines[1] == "  failed: boom  | suite 2/2 runs, 100%, elapsed 1:40, eta 0:00"
+    assert lines[0] == "  a-s0-abc done: best top-1 35.50%  | suite 1/2 runs, 50%, elapsed 1:40, eta 1:40"
+    assert lines[1] == "  b-s0-abc failed: boom  | suite 2/2 runs, 100%, elapsed 1:40, eta 0:00"
+
+
+def test_runs_left_to_another_process_leave_the_suite_eta() -> None:
+    p, buf, clock = plain()
+    a, b = fake_run("a", 4), fake_run("b", 4)
+    p.start_suite([a, b])
+    p.end_run(SimpleNamespace(run=b, status="running elsewhere", acc=None, error=None))  # no rate yet
+    hook = p.start_run(a, 0, 2)
+    clock.t = 10
+    hook(row(0))
+    lines = buf.getvalue().splitlines()
+    assert lines[0] == "  b-s0-abc running elsewhere  | suite 1/2 runs, 50%, elapsed 0:00, eta ?"
+    assert lines[-1].endswith("| suite 1/2 runs, 62%, elapsed 0:10, eta 0:30")  # 3 epochs left of a alone
 
 
 def test_terminal_shows_bars_with_etas_not_lines() -> None:

@@ -166,12 +166,13 @@ class RunProgress:
             if key in self._tasks and self._progress is not None:
                 self._progress.remove_task(self._tasks.pop(key))
             took = f" in {format_duration(now - rc.started)}" if rc is not None else ""
+            who = "  " if rc is not None else f"  {outcome.run.run_id} "  # not announced here: name it
             if outcome.status == "done":
                 acc = f": best top-1 {outcome.acc:.2f}%" if outcome.acc is not None else ""
-                msg = f"  done{took}{acc}"
+                msg = f"{who}done{took}{acc}"
             else:
                 first = (outcome.error or "").splitlines()[0] if outcome.error else ""
-                msg = f"  {outcome.status}{took}: {first}" if first else f"  {outcome.status}{took}"
+                msg = f"{who}{outcome.status}{took}" + (f": {first}" if first else "")
             self.console.print(f"{msg}  | {self._suite_text(now)}", highlight=False, markup=False, soft_wrap=True)
             self._update_suite(now)
 

@@ -81,6 +81,8 @@ def run_unit(unit: list[RunJob], progress: Any = None, index: int = 0, total: in
             continue
         active.append((job, data))
         locks.append(lock)
+    for out in outcomes if progress else []:  # left to another process: off the suite's ETA
+        progress.end_run(out)
     previous = stop_on_sigterm() if active else None
     try:
         if active:
