@@ -13,6 +13,7 @@ from rich.table import Table
 
 from benchmark import __version__
 from benchmark.config.suite import SuiteError, list_suite_names, load_suite, parse_set, plan
+from benchmark.run.states import RunState
 from benchmark.schema.registry import UnknownComponentError
 from benchmark.tools.json_output import JsonOutput
 
@@ -221,7 +222,7 @@ def run_suite_cmd(
         out.emit(outcomes_json(outcomes))
     else:
         console.print(outcome_table(suites, outcomes))
-    if any(o.status == "failed" for o in outcomes):
+    if any(o.state == RunState.FAILED for o in outcomes):
         raise typer.Exit(1)
 
 

@@ -166,7 +166,7 @@ def test_a_slurm_task_logs_a_line_per_epoch_on_stderr(tiny_suite: Any, tmp_path:
     r = plan(spec)[0]
     job = RunJob(r, record_path(tmp_path, r.suite, r.cell, r.run_id), "none")
     outs = SlurmRun()(json.dumps([job.to_json()]))  # as SlurmExecutor submits it
-    assert [o["status"] for o in outs] == ["done"]
+    assert [o["state"] for o in outs] == ["done"]
     err = capsys.readouterr().err
     epochs = [line.split()[2] for line in err.splitlines() if line.startswith(f"{r.run_id} epoch ")]
     assert epochs == ["1/2", "2/2"] and "suite 1/1 runs, 100%" in err

@@ -20,8 +20,8 @@ def run_json(r: RunSpec) -> dict[str, Any]:
 
 def outcomes_json(outcomes: list[Any]) -> list[dict[str, Any]]:
     """`run suite --json`: per planned run its identity, status, best top-1, record path and error."""
-    return [{**run_json(o.run), "status": o.status, "best_acc": o.acc, "record": str(o.path), "error": o.error}
-            for o in outcomes]
+    return [{**run_json(o.run), "state": o.state.value, "status": o.status, "best_acc": o.acc, "record": str(o.path),
+             "error": o.error} for o in outcomes]
 
 
 def status_rows(runs: list[RunSpec], results_dir: Path) -> list[dict[str, Any]]:
@@ -33,15 +33,16 @@ def status_rows(runs: list[RunSpec], results_dir: Path) -> list[dict[str, Any]]:
     out = []
     for r in runs:
         path = record_path(results_dir, r.suite, r.cell, r.run_id)
-        out.append({**run_json(r), "status": run_status(path, r.run_id, queue), "record": str(path)})
+        st = run_status(path, r.run_id, queue)
+        out.append({**run_json(r), "state": st.state.value, "status": str(st), "record": str(path)})
     return out
 
 
 def status_counts(rows: list[dict[str, Any]]) -> dict[str, int]:
-    """How many runs have each status (its first word: 'queued (123)' counts as queued)."""
+    """How many runs are in each state ('queued (123)' counts as queued)."""
     counts: dict[str, int] = {}
     for row in rows:
-        key = row["status"].split(" ")[0]
+        key = row["state"]
         counts[key] = counts.get(key, 0) + 1
     return dict(sorted(counts.items()))
 
