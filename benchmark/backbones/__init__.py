@@ -10,6 +10,7 @@ from torch import nn
 from benchmark.backbones import resnet_cifar  # noqa: F401  (registers resnet32_cifar into timm)
 from benchmark.backbones import ride as ride  # noqa: F401  (registers ride_resnet32 / ride_resnet50 into timm)
 from benchmark.schema.registry import UnknownComponentError
+from benchmark.schema.suggest import did_you_mean
 
 # timm models a suite may name, with the kwargs that make them match the reference code.
 BACKBONE_KWARGS: dict[str, dict[str, Any]] = {
@@ -37,10 +38,7 @@ BACKBONE_DESCRIPTIONS = {
 def check_backbone(name: str) -> None:
     """Raise UnknownComponentError unless timm knows `name`."""
     if name not in BACKBONE_KWARGS and not timm.is_model(name):
-        import difflib
-
-        close = difflib.get_close_matches(name, list(BACKBONE_KWARGS) + timm.list_models(), n=3)
-        hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+        hint = did_you_mean(name, list(BACKBONE_KWARGS) + timm.list_models())
         raise UnknownComponentError(f"unknown backbone '{name}' (not a timm model).{hint}")
 
 

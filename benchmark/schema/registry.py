@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import difflib
 import fnmatch
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Generic, TypeVar
+
+from benchmark.schema.suggest import did_you_mean
 
 T = TypeVar("T")
 
@@ -69,8 +70,7 @@ class Registry(Generic[T]):
 
     def unknown_message(self, name: str) -> str:
         """One line naming the unknown component, close matches and the known names."""
-        close = difflib.get_close_matches(name, self._entries, n=3, cutoff=0.5)
-        hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+        hint = did_you_mean(name, self._entries, cutoff=0.5)
         return f"unknown {self.kind[:-1] if self.kind.endswith('s') else self.kind} '{name}'.{hint} " \
                f"Known: {', '.join(sorted(self._entries))}."
 
