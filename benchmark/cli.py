@@ -161,6 +161,7 @@ def run_suite_cmd(
     from benchmark.run.executors import make_executor
     from benchmark.run.planning import load_suites
     from benchmark.run.progress import RunProgress
+    from benchmark.run.recording import offline_runs_hint
     from benchmark.run.runner import run_suites
 
     if tracker not in ("wandb", "none"):
@@ -192,6 +193,8 @@ def run_suite_cmd(
             fail(str(e))
         raise
     console.print(outcome_table(suites, outcomes))
+    if hint := offline_runs_hint(outcomes):
+        err.print(hint, highlight=False, markup=False, soft_wrap=True)
     if any(o.status == "failed" for o in outcomes):
         raise typer.Exit(1)
 
