@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from benchmark.cli_team import ReportTrackerOpt, log_report_files, team_app
 from benchmark.config.suite import REPO_ROOT, SuiteError, list_suite_names, load_suite, parse_set, plan
 from benchmark.schema.registry import UnknownComponentError
 
@@ -23,6 +24,7 @@ data_app = typer.Typer(no_args_is_help=True, help="Inspect datasets.")
 app.add_typer(suites_app, name="suites")
 app.add_typer(run_app, name="run")
 app.add_typer(data_app, name="data")
+app.add_typer(team_app)  # pull, dashboard
 console = Console()
 err = Console(stderr=True)
 
@@ -306,6 +308,7 @@ def report_cmd(
     set_: SetOpt = None,
     seeds: SeedsOpt = None,
     smoke: SmokeOpt = False,
+    tracker: ReportTrackerOpt = "none",
 ) -> None:
     """Regenerate a suite's table (paper, ours mean ± std, delta) and plot from result records."""
     from benchmark.report import build_report
@@ -318,6 +321,8 @@ def report_cmd(
         fail(str(e))
     print(files.text)
     console.print(f"wrote {files.markdown}, {files.csv}, {files.plot}", highlight=False)
+    if tracker == "wandb":
+        log_report_files(spec.suite, files, smoke)
 
 
 @data_app.command("stats")

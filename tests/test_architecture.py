@@ -25,7 +25,8 @@ ALLOWED: dict[str, set[str]] = {
     "report": {"config.suite", "run.records"},
     "run": {"schema", "engine", "config"} | COMPONENTS,
     "tools": {"schema", "engine", "config", "run"} | COMPONENTS,
-    "cli": {"schema", "engine", "config", "run", "tools", "report"} | COMPONENTS,
+    "cli": {"schema", "engine", "config", "run", "tools", "report", "cli_team"} | COMPONENTS,
+    "cli_team": {"schema", "config", "run"},
     "__main__": {"cli"},
     "__init__": set(),
 }

@@ -13,13 +13,14 @@ from benchmark.cli import app
 from benchmark.run.records import read_record
 from benchmark.run.tracking import wandb_run_id
 from tests.test_faults import SLOW_SUITE, _cli
-from tests.wandb_reader import read_run
+from tests.wandb_reader import flush_wandb, read_run
 
 
 def test_offline_run_read_back(tiny_suite: Path, tmp_path: Path, wandb_offline: Path) -> None:
     res = CliRunner().invoke(app, ["run", "suite", str(tiny_suite), "--results-dir", str(tmp_path / "res"),
                                    "--tracker", "wandb"])
     assert res.exit_code == 0, res.output
+    flush_wandb()
     files = sorted(wandb_offline.glob("wandb/offline-run-*/run-*.wandb"))
     assert len(files) == 2  # one W&B run per training run (the cited row is not run)
     runs = {r["run"]["name"]: r for r in map(read_run, files)}

@@ -110,9 +110,9 @@ class WandbTracker:
             self.wandb_dir.mkdir(parents=True, exist_ok=True)
         keys = ("run_id", "suite", "suite_version", "row", "column", "smoke", "git_commit", "git_dirty",
                 "lt_bench_version")
-        kwargs = dict(project=self.project, entity=self.entity, group=meta["group"], id=meta["wandb_id"],
+        kwargs = dict(project=self.project, entity=self.entity, group=meta["group"], id=meta.get("wandb_id"),
                       resume="allow", job_type=meta["job_type"], name=meta["name"], tags=[t[:64] for t in tags],
-                      config={**config, **{k: meta.get(k) for k in keys}},
+                      config={**config, **{k: meta[k] for k in keys if k in meta}},
                       dir=str(self.wandb_dir) if self.wandb_dir else None, reinit="create_new",
                       settings=wandb.Settings(silent=True, console="off",
                                               init_timeout=float(os.environ.get("WANDB_INIT_TIMEOUT", 60))))
@@ -139,6 +139,22 @@ class WandbTracker:
     def log_epoch(self, row: dict[str, Any], step: int | None = None) -> None:
         """One epoch's row; `step` (the epoch, counted across stages) keeps a resumed run's steps contiguous."""
         self._guard("log", lambda: self.run.log({k: v for k, v in row.items() if v is not None}, step=step))
+
+    def log_files(self, files: dict[str, Path]) -> None:
+        """Log report files: a .csv as a wandb.Table, a .png as a wandb.Image, under their keys."""
+        def _log() -> None:
+            import pandas as pd
+            import wandb
+
+            items: dict[str, Any] = {}
+            for key, path in files.items():
+                if path.suffix == ".csv":
+                    items[key] = wandb.Table(dataframe=pd.read_csv(path, keep_default_na=False).astype(str))
+                elif path.suffix == ".png":
+                    items[key] = wandb.Image(str(path), caption=path.name)
+            self.run.log(items)
+
+        self._guard("log", _log)
 
     def finish(self, summary: dict[str, Any], per_class: dict[str, list[Any]] | None, failed: bool,
                record: dict[str, Any] | None = None) -> None:
@@ -188,3 +204,16 @@ def make_tracker(kind: str, wandb_dir: Path | None = None) -> Tracker:
     if kind == "wandb":
         return WandbTracker(wandb_dir=wandb_dir)
     raise ValueError(f"unknown tracker '{kind}': use wandb or none")
+
+
+def log_report(suite: str, files: dict[str, Path], smoke: bool = False, wandb_dir: Path | None = None,
+               extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One W&B run of job type "report" in the suite's group holding the report's tables and plots; returns its
+    tracker info. Its config names the suite as `report_of` (not `suite`: `lt-bench pull` never meets it)."""
+    t = WandbTracker(wandb_dir=wandb_dir)
+    group = f"{suite}-smoke" if smoke else suite
+    t.start({"group": group, "job_type": "report", "name": f"report {group}"},
+            {"report_of": suite, "smoke": smoke, **(extra or {})}, [f"report:{suite}"])
+    t.log_files(files)
+    t.finish({"files": sorted(files)}, None, failed=False)
+    return t.info()
