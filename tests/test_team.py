@@ -75,6 +75,8 @@ def test_force_gets_a_new_wandb_id_kept_while_the_checkpoint_lives(tiny_suite: P
     resumed = tracker_id(RunJob(run, path, "wandb"))
     assert resumed.startswith(run.run_id + "-f")  # the forced run resumes into its own W&B run
     assert path.with_suffix(".wandb-id").read_text() == resumed
+    assert tracker_id(RunJob(run, path, "none", force=True)) == run.run_id  # no W&B: no id file either
+    assert path.with_suffix(".wandb-id").read_text() == resumed
 
 
 def test_smoke_runs_in_their_own_group_with_git_and_version(tiny_suite: Path, tmp_path: Path,

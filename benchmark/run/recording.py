@@ -42,6 +42,8 @@ def tracker_id(job: RunJob) -> str:
     """The W&B id of a job's run: `wandb_run_id(run id)`; under --force a new one (suffix -f<UTC time>), kept in
     <record>.wandb-id while the run's checkpoint lives, so that a resumed forced run continues the forced W&B run."""
     id_file = job.path.with_suffix(".wandb-id")
+    if job.tracker != "wandb":
+        return wandb_run_id(job.run.run_id)
     if job.force:
         wid = wandb_run_id(job.run.run_id, "-f" + datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S"))
         job.path.parent.mkdir(parents=True, exist_ok=True)
