@@ -18,11 +18,11 @@ from typer.testing import CliRunner
 
 from benchmark.cli import app
 from benchmark.config.suite import load_suite, plan
-from benchmark.run.dashboard import dashboard_spec, paper_table_markdown, to_report
+from benchmark.run.dashboard import dashboard_spec, paper_table_markdown, save_dashboard, to_report
 from benchmark.run.jobs import RunJob
 from benchmark.run.recording import tracker_id
 from benchmark.run.records import read_record
-from benchmark.run.tracking import WANDB_ID_MAX, wandb_run_id
+from benchmark.run.tracking import WANDB_ID_MAX, offline_sync_hint, wandb_run_id
 from tests.wandb_reader import flush_wandb, read_run
 from tests.wandb_replay import ReplayApi, recorded_from_offline
 
@@ -265,3 +265,38 @@ def test_report_logs_table_and_plot_to_a_report_run(tiny_suite: Path, tmp_path: 
     assert "wandb sync" in res.output
     bad = runner.invoke(app, ["report", str(tiny_suite), "--results-dir", str(tmp_path / "res"), "--tracker", "wb"])
     assert bad.exit_code == 2 and "--tracker 'wb': use wandb or none" in _one_error_line(bad.output)
+
+
+def test_dashboard_save_updates_the_report_with_the_same_title(monkeypatch: pytest.MonkeyPatch) -> None:
+    wr = pytest.importorskip("wandb_workspaces.reports.v2")
+    spec, _ = load_suite("fig3")
+    d = dashboard_spec(spec, "team", "lt-bench")
+    saved: list[str] = []
+    monkeypatch.setattr(wr.Report, "save", lambda self, draft=False, clone=False: saved.append(self.id) or self)
+    monkeypatch.setattr(wr.Report, "url", property(lambda self: f"https://wandb.ai/team/lt-bench/reports/{self.id}"))
+
+    class Existing:
+        def __init__(self, title: str, id_: str) -> None:
+            self.display_name, self.id = title, id_
+
+    class Api:
+        def __init__(self, reports: list[Existing]) -> None:
+            self._reports, self.paths = reports, []
+
+        def reports(self, path: str) -> list[Existing]:
+            self.paths.append(path)
+            return self._reports
+
+    api = Api([Existing("lt-bench table9: x", "r1"), Existing(d["title"], "r2")])
+    assert save_dashboard(d, api) == "https://wandb.ai/team/lt-bench/reports/r2"
+    assert saved == ["r2"] and api.paths == ["team/lt-bench"]
+    assert save_dashboard(d, Api([Existing("other", "r1")])) == "https://wandb.ai/team/lt-bench/reports/"
+    assert saved == ["r2", ""]  # no report of that title yet: a new one
+
+
+def test_offline_sync_hint() -> None:
+    off = {"tracker": "wandb", "mode": "offline", "dir": "/w/wandb/offline-run-1-a/files"}
+    assert offline_sync_hint([{"tracker": "none"}, {"tracker": "wandb", "mode": "online", "dir": "/x/files"}]) is None
+    hint = offline_sync_hint([off, {**off, "dir": "/w/wandb/offline-run-2-b/files"}, {"tracker": "none"}])
+    assert hint == ("W&B: 2 offline run(s) written under /w/wandb; upload them with:\n"
+                    "  wandb sync /w/wandb/offline-run-*")
