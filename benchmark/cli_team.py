@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from benchmark.config.suite import REPO_ROOT, SuiteError, load_suite
+from benchmark.config.suite import REPO_ROOT, SuiteError, load_suite, plan
 from benchmark.run.dashboard import dashboard_spec, save_dashboard, to_report
 from benchmark.run.pull import PullError, explain, pull_suite
 from benchmark.run.recording import wandb_dir
@@ -57,11 +57,12 @@ def pull_cmd(name: SuiteArg, entity: EntityOpt, project: ProjectOpt,
     """Rebuild the suite's result records from its W&B runs, so that `lt-bench report` works from a shared project."""
     spec = _suite(name)
     try:
-        res = pull_suite(spec.suite, entity, project, results_dir)
+        res = pull_suite(spec.suite, entity, project, results_dir, planned=plan(spec))
     except PullError as e:
         fail(str(e))
     console.print(f"{entity}/{project}: {res.seen} W&B runs of {spec.suite}; {len(res.written)} records written, "
                   f"{len(res.unchanged)} unchanged, {len(res.kept_local)} kept (local is newer), "
+                  f"{len(res.linked)} linked copies of other suites' runs, "
                   f"{len(res.skipped)} skipped -> {results_dir / spec.suite}", highlight=False, soft_wrap=True)
     for s in res.skipped:
         console.print(f"  skipped {s}", highlight=False, markup=False, soft_wrap=True)

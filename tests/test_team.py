@@ -23,6 +23,7 @@ from benchmark.run.jobs import RunJob
 from benchmark.run.recording import tracker_id
 from benchmark.run.records import read_record
 from benchmark.run.tracking import WANDB_ID_MAX, offline_sync_hint, wandb_run_id
+from tests.conftest import TINY_SUITE
 from tests.wandb_reader import flush_wandb, read_run
 from tests.wandb_replay import ReplayApi, recorded_from_offline
 
@@ -124,6 +125,32 @@ def test_pull_rebuilds_the_local_records_of_a_cpu_run(tiny_suite: Path, tmp_path
                                    str(tmp_path / f"rep-{d.name}")]) for d in (tmp_path / "res", pulled)]
     assert all(r.exit_code == 0 for r in reports)
     assert (tmp_path / "rep-res" / "tiny.md").read_text() == (tmp_path / "rep-pulled" / "tiny.md").read_text()
+
+
+def test_pull_makes_the_linked_copies_of_another_suites_runs(tiny_suite: Path, tmp_path: Path, wandb_offline: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """tiny2 has tiny's settings: `run suite tiny2` trains nothing and writes copies (reused_from); pulling tiny2
+    from W&B, where only tiny's runs are, gives the same copies and tiny's records they point to."""
+    tiny2 = tmp_path / "suites" / "tiny2.yaml"
+    tiny2.write_text(TINY_SUITE.replace("suite: tiny\n", "suite: tiny2\n"))
+    res = tmp_path / "res"
+    for s in (tiny_suite, tiny2):
+        out = runner.invoke(app, ["run", "suite", str(s), "--results-dir", str(res), "--tracker", "wandb"])
+        assert out.exit_code == 0, out.output
+    flush_wandb()
+    local = sorted(p.relative_to(res) for p in res.rglob("*.json"))
+    assert len(local) == 4 and all(read_record(res / p).reused_from for p in local if p.parts[0] == "tiny2")
+    recorded = recorded_from_offline(wandb_offline)
+    assert sorted(r["config"]["suite"] for r in recorded) == ["tiny", "tiny"]  # copies have no W&B run
+    _replay(monkeypatch, {"projects": {"team/lt-bench": recorded}})
+    pulled = tmp_path / "pulled"
+    out = runner.invoke(app, ["pull", str(tiny2), "--entity", "team", "--project", "lt-bench", "--results-dir",
+                              str(pulled)])
+    assert out.exit_code == 0, out.output
+    assert "0 W&B runs of tiny2; 2 records written" in out.output and "2 linked copies" in out.output
+    assert sorted(p.relative_to(pulled) for p in pulled.rglob("*.json")) == local
+    for rel in local:
+        assert (pulled / rel).read_bytes() == (res / rel).read_bytes(), rel
 
 
 def test_pull_from_the_recorded_project(tiny_suite: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -8,6 +8,7 @@ from the folders an offline W&B client wrote (what `wandb sync` would upload), m
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,9 @@ def _matches(run: dict[str, Any], filters: dict[str, Any]) -> bool:
     for key, want in filters.items():
         if key == "$and":
             if not all(_matches(run, f) for f in want):
+                return False
+        elif key.startswith("config.") and isinstance(want, dict) and set(want) == {"$regex"}:
+            if not re.search(want["$regex"], str(run.get("config", {}).get(key.removeprefix("config."), ""))):
                 return False
         elif key.startswith("config."):
             if run.get("config", {}).get(key.removeprefix("config.")) != want:

@@ -2,6 +2,9 @@
 
 Each finished or failed W&B run of lt-bench holds its full record as the run file RECORD_FILE (see tracking.py);
 runs are found by `config.suite`. The newest record per run id wins (an older W&B run of a --force re-run loses).
+A planned run that W&B has no run of may be a linked copy (`reused_from`) of a run trained for another suite: that
+run is found by its settings hash (the end of its run id), pulled into its own suite's folder, and the copy is made
+from it as `run suite` makes it.
 """
 
 from __future__ import annotations
@@ -11,7 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from benchmark.config.suite import slug
+from benchmark.config.suite import RunSpec, slug
+from benchmark.run.planning import linked_record
 from benchmark.run.records import RunRecord, read_record, record_path, write_record
 from benchmark.run.tracking import RECORD_FILE
 
@@ -27,6 +31,7 @@ class PullResult:
     written: list[Path] = field(default_factory=list)
     unchanged: list[Path] = field(default_factory=list)
     kept_local: list[Path] = field(default_factory=list)  # the local record is newer than W&B's
+    linked: list[Path] = field(default_factory=list)  # copies of records trained for another suite
     skipped: list[str] = field(default_factory=list)  # "<W&B run id>: why"
     seen: int = 0  # W&B runs of the suite
 
@@ -71,8 +76,10 @@ def cell_of(rec: RunRecord) -> str:
     return slug(rec.row) + (f"__{slug(rec.column)}" if rec.column else "")
 
 
-def pull_suite(suite: str, entity: str, project: str, results_dir: Path, api: Any = None) -> PullResult:
-    """Write the suite's records found in W&B to results_dir/<suite>/<cell>/<run_id>.json (atomically).
+def pull_suite(suite: str, entity: str, project: str, results_dir: Path, api: Any = None,
+               planned: list[RunSpec] | None = None) -> PullResult:
+    """Write the suite's records found in W&B to results_dir/<suite>/<cell>/<run_id>.json (atomically); for the
+    `planned` runs W&B has no record of, linked copies of the same settings trained for another suite.
 
     A local record that is newer (`created`) than W&B's is kept; one with identical content is left alone.
     """
@@ -99,16 +106,53 @@ def pull_suite(suite: str, entity: str, project: str, results_dir: Path, api: An
             if rec.run_id not in newest or rec.created >= newest[rec.run_id].created:
                 newest[rec.run_id] = rec
     for rec in newest.values():
-        path = record_path(results_dir, suite, cell_of(rec), rec.run_id)
-        local = _read_or_none(path)
-        if local == rec:
-            out.unchanged.append(path)
-        elif local is not None and local.created > rec.created:
-            out.kept_local.append(path)
-        else:
-            write_record(path, rec)
-            out.written.append(path)
+        _put(rec, results_dir, out)
+    for r in planned or []:
+        if r.run_id not in newest and not _done(record_path(results_dir, suite, r.cell, r.run_id)):
+            _pull_link(api, f"{entity}/{project}", r, results_dir, out)
     return out
+
+
+def _put(rec: RunRecord, results_dir: Path, out: PullResult) -> Path:
+    """Write a pulled record to its place unless the local one is the same or newer."""
+    path = record_path(results_dir, rec.suite, cell_of(rec), rec.run_id)
+    local = _read_or_none(path)
+    if local == rec:
+        out.unchanged.append(path)
+    elif local is not None and local.created > rec.created:
+        out.kept_local.append(path)
+    else:
+        write_record(path, rec)
+        out.written.append(path)
+    return path
+
+
+def _pull_link(api: Any, project: str, r: RunSpec, results_dir: Path, out: PullResult) -> None:
+    """The linked copy of `r` from a finished W&B run of the same settings (hash with seed) in another suite."""
+    try:
+        runs = list(api.runs(project, filters={"config.run_id": {"$regex": f"-{r.run_hash}$"}},
+                             order="+created_at"))
+    except Exception as e:
+        out.skipped.append(f"{r.run_id}: no W&B run of its settings found ({type(e).__name__})")
+        return
+    with tempfile.TemporaryDirectory(prefix="lt-bench-pull-") as tmp:
+        for run in runs:
+            try:
+                rec = fetch_record(run, Path(tmp))
+            except Exception:
+                continue
+            if rec.status == "done" and rec.smoke == r.smoke and rec.reused_from is None and \
+                    rec.run_id.endswith(r.run_hash):
+                source = _put(rec, results_dir, out)
+                link = linked_record(source, r, results_dir)
+                write_record(record_path(results_dir, r.suite, r.cell, r.run_id), link)
+                out.linked.append(record_path(results_dir, r.suite, r.cell, r.run_id))
+                return
+
+
+def _done(path: Path) -> bool:
+    rec = _read_or_none(path)
+    return rec is not None and rec.status == "done"
 
 
 def _read_or_none(path: Path) -> RunRecord | None:
