@@ -17,6 +17,7 @@ from benchmark.data.base import LTData
 from benchmark.data.profile import shot_groups
 from benchmark.run.jobs import RunJob
 from benchmark.run.records import RunRecord, environment, git_state, read_record, write_record
+from benchmark.run.states import RunState, Status
 from benchmark.run.tracking import Tracker, offline_sync_hint, wandb_run_id
 
 
@@ -25,10 +26,16 @@ class RunOutcome:
     """What happened to one planned run."""
 
     run: RunSpec
-    status: str  # done | failed | skipped | planned
+    state: RunState
     path: Path
     acc: float | None = None
     error: str | None = None
+    detail: str = ""
+
+    @property
+    def status(self) -> str:
+        """The state as shown: 'state (detail)'."""
+        return str(Status(self.state, self.detail))
 
 
 def tags_for(r: RunSpec) -> list[str]:
@@ -136,7 +143,7 @@ def finish_job(job: RunJob, rec: RunRecord, progress: Any = None) -> RunOutcome:
     write_record(job.path, rec)
     job.path.with_suffix(".ckpt").unlink(missing_ok=True)
     job.path.with_suffix(".wandb-id").unlink(missing_ok=True)
-    out = RunOutcome(job.run, rec.status, job.path, (rec.metrics.get("best") or {}).get("acc/all"), rec.error)
+    out = RunOutcome(job.run, RunState(rec.status), job.path, (rec.metrics.get("best") or {}).get("acc/all"), rec.error)
     if progress:
         progress.end_run(out)
     return out
@@ -146,9 +153,19 @@ def offline_runs_hint(outcomes: list[RunOutcome]) -> str | None:
     """Where the W&B runs of the runs trained here went when offline, with the `wandb sync` line (None: none)."""
     infos = []
     for o in outcomes:
-        if o.status in ("done", "failed") and o.path.is_file():
+        if o.state in (RunState.DONE, RunState.FAILED) and o.path.is_file():
             try:
                 infos.append(read_record(o.path).tracker)
             except (ValueError, OSError):
                 continue
     return offline_sync_hint(infos)
+
+
+def outcome_json(o: RunOutcome) -> dict[str, Any]:
+    """An outcome as a worker reports it to its parent (one JSON object per line)."""
+    return {"run_id": o.run.run_id, "state": o.state.value, "detail": o.detail, "acc": o.acc, "error": o.error}
+
+
+def outcome_of(job: RunJob, r: dict[str, Any]) -> RunOutcome:
+    """The outcome a worker reported for `job`."""
+    return RunOutcome(job.run, RunState(r["state"]), job.path, r.get("acc"), r.get("error"), r.get("detail", ""))
