@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from benchmark.cli_team import ReportTrackerOpt, log_report_files, team_app
+from benchmark.cli_team import ReportTrackerOpt, log_report_files, print_offline_hint, team_app
 from benchmark.config.suite import REPO_ROOT, SuiteError, list_suite_names, load_suite, parse_set, plan
 from benchmark.run.states import RunState
 from benchmark.schema.registry import UnknownComponentError
@@ -164,7 +164,6 @@ def run_suite_cmd(
     from benchmark.run.executors import make_executor
     from benchmark.run.planning import load_suites
     from benchmark.run.progress import RunProgress
-    from benchmark.run.recording import offline_runs_hint
     from benchmark.run.runner import run_suites
 
     if tracker not in ("wandb", "none"):
@@ -196,8 +195,7 @@ def run_suite_cmd(
             fail(str(e))
         raise
     console.print(outcome_table(suites, outcomes))
-    if hint := offline_runs_hint(outcomes):
-        err.print(hint, highlight=False, markup=False, soft_wrap=True)
+    print_offline_hint(outcomes)
     if any(o.state == RunState.FAILED for o in outcomes):
         raise typer.Exit(1)
 

@@ -12,7 +12,7 @@ from rich.console import Console
 from benchmark.config.suite import REPO_ROOT, SuiteError, load_suite, plan
 from benchmark.run.dashboard import dashboard_spec, save_dashboard, to_report
 from benchmark.run.pull import PullError, explain, pull_suite
-from benchmark.run.recording import wandb_dir
+from benchmark.run.recording import offline_runs_hint, wandb_dir
 from benchmark.run.tracking import log_report, offline_sync_hint
 from benchmark.schema.registry import UnknownComponentError
 
@@ -106,4 +106,10 @@ def log_report_files(suite: str, files: Any, smoke: bool) -> None:
     err.print(f"W&B: report run {info.get('wandb_run_id')} ({info.get('mode')}) {state}: {', '.join(paths)}",
               highlight=False, markup=False, soft_wrap=True)
     if hint := offline_sync_hint([info]):
+        err.print(hint, highlight=False, markup=False, soft_wrap=True)
+
+
+def print_offline_hint(outcomes: list[Any]) -> None:
+    """After `run suite`: where the offline W&B runs went and the `wandb sync` line (on stderr; nothing if none)."""
+    if hint := offline_runs_hint(outcomes):
         err.print(hint, highlight=False, markup=False, soft_wrap=True)
