@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from benchmark import __version__
+from benchmark.cli_team import ReportTrackerOpt, log_report_files, print_offline_hint, team_app
 from benchmark.config.suite import SuiteError, list_suite_names, load_suite, parse_set, plan
 from benchmark.run.states import RunState
 from benchmark.schema.registry import UnknownComponentError
@@ -26,6 +27,7 @@ data_app = typer.Typer(no_args_is_help=True, help="Inspect datasets.")
 app.add_typer(suites_app, name="suites")
 app.add_typer(run_app, name="run")
 app.add_typer(data_app, name="data")
+app.add_typer(team_app)  # pull, dashboard
 console = Console()
 err = Console(stderr=True)
 
@@ -222,6 +224,7 @@ def run_suite_cmd(
         out.emit(outcomes_json(outcomes))
     else:
         console.print(outcome_table(suites, outcomes))
+    print_offline_hint(outcomes)
     if any(o.state == RunState.FAILED for o in outcomes):
         raise typer.Exit(1)
 
@@ -290,6 +293,7 @@ def report_cmd(
     seeds: SeedsOpt = None,
     smoke: SmokeOpt = False,
     as_json: JsonOpt = False,
+    tracker: ReportTrackerOpt = "none",
 ) -> None:
     """Regenerate a suite's table (paper, ours mean ± std, delta) and plot from result records."""
     from benchmark.report import build_report
@@ -306,6 +310,8 @@ def report_cmd(
         return out.emit(report_json(spec.suite, files))
     print(files.text)
     console.print(f"wrote {files.markdown}, {files.csv}, {files.plot}", highlight=False)
+    if tracker == "wandb":
+        log_report_files(spec.suite, files, smoke)
 
 
 @data_app.command("stats")

@@ -59,3 +59,11 @@ def read_run(path: Path) -> dict[str, Any]:
         elif kind == "exit":
             out["exit_code"] = r.exit.exit_code
     return out
+
+
+def flush_wandb() -> None:
+    """Wait until W&B's service has written every run of this process: `run.finish()` can return before an offline
+    run's transaction log is on disk (seen with wandb 0.31: a 7-byte file just after finish); teardown waits."""
+    import wandb
+
+    wandb.teardown()

@@ -6,12 +6,13 @@ import copy
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
-from pydantic import Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from benchmark.schema.settings import RunSettings, Strict
+from benchmark.schema.suggest import did_you_mean
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -103,6 +104,29 @@ class SuiteSpec(Strict):
             raise ValueError("seeds must be distinct integers in [0, 2^32)")
         return v
 
+    @model_validator(mode="after")
+    def _rows_and_paper_keys(self) -> SuiteSpec:
+        seen: dict[str, str] = {}
+        for row in self.rows:  # rows share a results folder (the slug) when their names differ only by case
+            if slug(row.name) in seen:
+                raise ValueError(f"rows: two rows named '{seen[slug(row.name)]}' and '{row.name}' (names must "
+                                 f"differ beyond case and punctuation); rename one")
+            seen[slug(row.name)] = row.name
+        columns = [c.name for c in self.columns]
+        for row in self.rows:
+            for key, value in row.paper.items():
+                if isinstance(value, dict) and key in columns:
+                    bad = [m for m in value if m not in self.metrics]
+                    where = f"rows: '{row.name}': paper: '{key}'"
+                else:
+                    bad = [key] if key not in self.metrics else []
+                    where = f"rows: '{row.name}': paper"
+                if bad:
+                    choices = self.metrics + ([] if isinstance(value, dict) and key in columns else columns)
+                    raise ValueError(f"{where}: unknown metric '{bad[0]}'.{did_you_mean(bad[0], choices)} "
+                                     f"Metrics: {', '.join(self.metrics)}")
+        return self
+
 
 @dataclass(frozen=True)
 class RunSpec:
@@ -157,10 +181,7 @@ def find_suite(name_or_path: str, suites_dir: Path = SUITES_DIR) -> Path:
     if cand.is_file():
         return cand
     known = list_suite_names(suites_dir)
-    import difflib
-
-    close = difflib.get_close_matches(name_or_path, known, n=3)
-    hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+    hint = did_you_mean(name_or_path, known)
     raise SuiteError(f"no suite named '{name_or_path}' in {suites_dir}.{hint} Run 'lt-bench suites list'.")
 
 
@@ -205,23 +226,41 @@ def load_suite(name_or_path: str, suites_dir: Path = SUITES_DIR) -> tuple[SuiteS
     try:
         spec = SuiteSpec.model_validate(raw)
     except ValidationError as e:
-        raise SuiteError(f"{path}: {format_validation_error(e)}") from None
+        raise SuiteError(f"{path}: {format_validation_error(e, SuiteSpec)}") from None
     for col in spec.columns or [None]:
         for row in spec.rows:
             _resolve(spec, row, col, seed=spec.seeds[0], overrides={}, where=str(path))
     return spec, path
 
 
-def format_validation_error(e: ValidationError) -> str:
-    """The first pydantic error as 'field.path: message' (plus a count of the others)."""
+def format_validation_error(e: ValidationError, model: type[BaseModel] | None = None) -> str:
+    """The first pydantic error as 'field.path: message' (plus a count of the others); an unknown key of `model`
+    (or of a model nested in it) gets a "did you mean" among the keys valid there."""
     errs = sorted(e.errors(), key=lambda err: err["type"] != "extra_forbidden")  # a misspelt key explains most
     first = errs[0]
     loc = ".".join(str(x) for x in first["loc"]) or "(top level)"
-    msg = first["msg"]
+    msg = first["msg"].removeprefix("Value error, ")
     if first["type"] == "extra_forbidden":
-        msg = "unknown key (check the spelling; 'lt-bench suites show' lists a valid suite)"
+        keys = _keys_at(model, first["loc"][:-1]) if model is not None else []
+        msg = f"unknown key.{did_you_mean(str(first['loc'][-1]), keys)} (check the spelling; 'lt-bench suites " \
+              f"show' lists a valid suite)"
     more = f" (+{len(errs) - 1} more)" if len(errs) > 1 else ""
-    return f"{loc}: {msg}{more}"
+    return f"{loc}: {msg}{more}" if first["loc"] else f"{msg}{more}"
+
+
+def _keys_at(model: type[BaseModel], path: tuple[Any, ...]) -> list[str]:
+    """The field names of the model found at `path` inside `model` ([] when the path leaves the models)."""
+    node: Any = model
+    for part in path:
+        field = node.model_fields.get(part) if isinstance(part, str) else None
+        if field is None:
+            return []
+        found = [a for a in (field.annotation, *get_args(field.annotation))
+                 if isinstance(a, type) and issubclass(a, BaseModel)]
+        if not found:
+            return []
+        node = found[0]
+    return list(node.model_fields)
 
 
 # ---------------------------------------------------------------------------------------------- merging
@@ -281,7 +320,7 @@ def _resolve(spec: SuiteSpec, row: RowSpec, col: ColumnSpec | None, seed: int,
         return RunSettings.model_validate(merged)
     except ValidationError as e:
         cell = f"row '{row.name}'" + (f", column '{col.name}'" if col else "")
-        raise SuiteError(f"{where}: {cell}: {format_validation_error(e)}") from None
+        raise SuiteError(f"{where}: {cell}: {format_validation_error(e, RunSettings)}") from None
 
 
 def select_rows(spec: SuiteSpec, rows: list[str] | None) -> set[str]:
@@ -291,10 +330,7 @@ def select_rows(spec: SuiteSpec, rows: list[str] | None) -> set[str]:
     by_key = {k: r.name for r in spec.rows for k in (r.name, slug(r.name))}
     missing = [r for r in rows if r not in by_key]
     if missing:
-        import difflib
-
-        close = difflib.get_close_matches(missing[0], list(by_key), n=3)
-        hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+        hint = did_you_mean(missing[0], by_key)
         raise SuiteError(f"suite '{spec.suite}' has no row '{missing[0]}'.{hint}")
     return {by_key[r] for r in rows}
 

@@ -13,6 +13,7 @@ from benchmark.config.validation import check_plan
 from benchmark.run.jobs import should_run
 from benchmark.run.records import RunRecord, read_record, record_path, write_record
 from benchmark.run.states import RunState, Status
+from benchmark.schema.suggest import did_you_mean
 
 # What a planned run needs:
 #   train  - the one occurrence of its settings hash that goes to the executor (the "primary")
@@ -87,10 +88,7 @@ def plan_suites(suites: list[tuple[SuiteSpec, str | Path]], *, seeds: list[int] 
         known = {k for spec, _ in suites for r in spec.rows for k in (r.name, slug(r.name))}
         unknown = [r for r in rows if r not in known]
         if unknown:
-            import difflib
-
-            close = difflib.get_close_matches(unknown[0], sorted(known), n=3)
-            hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+            hint = did_you_mean(unknown[0], sorted(known))
             raise SuiteError(f"no row '{unknown[0]}' in suites {', '.join(s.suite for s, _ in suites)}.{hint}")
     runs: list[RunSpec] = []
     for spec, where in suites:

@@ -6,6 +6,8 @@ import os
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timezone
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -14,9 +16,9 @@ from benchmark.config.suite import RunSpec, slug
 from benchmark.data.base import LTData
 from benchmark.data.profile import shot_groups
 from benchmark.run.jobs import RunJob
-from benchmark.run.records import RunRecord, environment, write_record
+from benchmark.run.records import RunRecord, environment, git_state, read_record, write_record
 from benchmark.run.states import RunState, Status
-from benchmark.run.tracking import Tracker
+from benchmark.run.tracking import Tracker, offline_sync_hint, wandb_run_id
 
 
 @dataclass
@@ -43,16 +45,43 @@ def tags_for(r: RunSpec) -> list[str]:
     return tags + (["smoke"] if r.smoke else [])
 
 
-def start_tracking(r: RunSpec, tracker: Tracker,
+def tracker_id(job: RunJob) -> str:
+    """The W&B id of a job's run: `wandb_run_id(run id)`; under --force a new one (suffix -f<UTC time>), kept in
+    <record>.wandb-id while the run's checkpoint lives, so that a resumed forced run continues the forced W&B run."""
+    id_file = job.path.with_suffix(".wandb-id")
+    if job.tracker != "wandb":
+        return wandb_run_id(job.run.run_id)
+    if job.force:
+        wid = wandb_run_id(job.run.run_id, "-f" + datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S"))
+        job.path.parent.mkdir(parents=True, exist_ok=True)
+        id_file.write_text(wid)
+        return wid
+    if id_file.is_file() and job.path.with_suffix(".ckpt").is_file():
+        return id_file.read_text().strip()
+    id_file.unlink(missing_ok=True)
+    return wandb_run_id(job.run.run_id)
+
+
+def start_tracking(job: RunJob, tracker: Tracker,
                    on_epoch: Callable[[dict[str, Any]], None] | None) -> Callable[[dict[str, Any]], None]:
-    """Open the run's tracker; returns the per-epoch hook that logs there and to `on_epoch`."""
-    meta = {"suite": r.suite, "job_type": slug(r.row)[:60], "run_id": r.run_id, "row": r.row, "column": r.column,
-            "suite_version": r.suite_version,
+    """Open the run's tracker; returns the per-epoch hook that logs there (step = epoch, a second stage's epochs
+    after the first stage's) and to `on_epoch`."""
+    r = job.run
+    try:
+        version = metadata.version("lt-bench")
+    except metadata.PackageNotFoundError:
+        version = None
+    meta = {"suite": r.suite, "group": f"{r.suite}-smoke" if r.smoke else r.suite, "job_type": slug(r.row)[:60],
+            "run_id": r.run_id, "wandb_id": tracker_id(job), "row": r.row, "column": r.column,
+            "suite_version": r.suite_version, "smoke": r.smoke, "lt_bench_version": version, **git_state(),
             "name": f"{r.row}" + (f" [{r.column}]" if r.column else "") + f" s{r.seed}"}
     tracker.start(meta, r.settings.model_dump(mode="json"), tags_for(r))
+    stage1_epochs = r.settings.train.epochs
 
     def hook(row: dict[str, Any]) -> None:
-        tracker.log_epoch(row)
+        epoch = row.get("epoch")
+        step = None if epoch is None else int(epoch) + (stage1_epochs if row.get("stage") == 2 else 0)
+        tracker.log_epoch(row, step=step)
         if on_epoch:
             on_epoch(row)
     return hook
@@ -74,9 +103,18 @@ def failed_record(base: dict[str, Any], tracker: Tracker, e: BaseException) -> R
     """Close the tracker as failed; the record keeps the exception and the traceback's last lines."""
     tb = traceback.format_exception(e)
     tb_lines = "".join(tb).strip().splitlines()
-    tracker.finish({"status": "failed"}, None, failed=True)
-    return RunRecord(status="failed", error=f"{type(e).__name__}: {e}\n" + "\n".join(tb_lines[-12:]),
-                     tracker=tracker.info(), **base)
+    rec = RunRecord(status="failed", error=f"{type(e).__name__}: {e}\n" + "\n".join(tb_lines[-12:]),
+                    tracker=tracker.info(), **base)
+    return _close(tracker, rec, {"status": "failed"}, None)
+
+
+def _close(tracker: Tracker, rec: RunRecord, summary: dict[str, Any],
+           per_class: dict[str, list[Any]] | None) -> RunRecord:
+    """Finish the tracker with the record itself (the tracker keeps a copy); a tracker that failed meanwhile says so
+    in the local record."""
+    tracker.finish(summary, per_class, failed=rec.status != "done", record=rec.model_dump(mode="json"))
+    info = tracker.info()
+    return rec if info == rec.tracker else rec.model_copy(update={"tracker": info})
 
 
 def done_record(base: dict[str, Any], r: RunSpec, data: LTData, tracker: Tracker, res: Any,
@@ -90,24 +128,37 @@ def done_record(base: dict[str, Any], r: RunSpec, data: LTData, tracker: Tracker
     per_class = {"class": list(range(data.num_classes)), "name": names, "train_count": res.class_counts,
                  "group": [group_of[k] for k in range(data.num_classes)], "acc_last": res.per_class_last,
                  "acc_best": res.per_class_best}
-    tracker.finish(summary, per_class, failed=False)
     base["environment"]["device"] = res.device
     base["environment"]["execution"] = res.execution
-    return RunRecord(status="done", stage1=stage1, metrics={"last": res.last, "best": res.best},
-                     best_epoch=res.best_epoch,
-                     per_class={"last": res.per_class_last, "best": res.per_class_best},
-                     class_counts=res.class_counts, shot_groups=res.groups, curve=res.curve,
-                     wall_time_s=res.wall_time_s, num_params=res.num_params, tracker=tracker.info(), **base)
+    rec = RunRecord(status="done", stage1=stage1, metrics={"last": res.last, "best": res.best},
+                    best_epoch=res.best_epoch,
+                    per_class={"last": res.per_class_last, "best": res.per_class_best},
+                    class_counts=res.class_counts, shot_groups=res.groups, curve=res.curve,
+                    wall_time_s=res.wall_time_s, num_params=res.num_params, tracker=tracker.info(), **base)
+    return _close(tracker, rec, summary, per_class)
 
 
 def finish_job(job: RunJob, rec: RunRecord, progress: Any = None) -> RunOutcome:
     """Write the record atomically, then remove the run's checkpoint; report the outcome."""
     write_record(job.path, rec)
     job.path.with_suffix(".ckpt").unlink(missing_ok=True)
+    job.path.with_suffix(".wandb-id").unlink(missing_ok=True)
     out = RunOutcome(job.run, RunState(rec.status), job.path, (rec.metrics.get("best") or {}).get("acc/all"), rec.error)
     if progress:
         progress.end_run(out)
     return out
+
+
+def offline_runs_hint(outcomes: list[RunOutcome]) -> str | None:
+    """Where the W&B runs of the runs trained here went when offline, with the `wandb sync` line (None: none)."""
+    infos = []
+    for o in outcomes:
+        if o.state in (RunState.DONE, RunState.FAILED) and o.path.is_file():
+            try:
+                infos.append(read_record(o.path).tracker)
+            except (ValueError, OSError):
+                continue
+    return offline_sync_hint(infos)
 
 
 def outcome_json(o: RunOutcome) -> dict[str, Any]:

@@ -104,7 +104,7 @@ def _train_and_record(active: list[tuple[RunJob, LTData]], progress: Any, index:
             job.path.with_suffix(".ckpt").unlink(missing_ok=True)  # --force starts from scratch
     trackers = [make_tracker(job.tracker, wandb_dir()) for job, _ in active]
     bases = [record_base(job.run, data) for job, data in active]
-    hooks = [start_tracking(job.run, t, progress.start_run(job.run, index + i, total) if progress else None)
+    hooks = [start_tracking(job, t, progress.start_run(job.run, index + i, total) if progress else None)
              for i, ((job, _), t) in enumerate(zip(active, trackers, strict=True))]
     stage1: dict[str, Any] | None = None
     try:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import difflib
 import fnmatch
 import inspect
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Generic, TypeVar
+
+from benchmark.schema.suggest import did_you_mean
 
 T = TypeVar("T")
 
@@ -94,8 +95,7 @@ class Registry(Generic[T]):
 
     def unknown_message(self, name: str) -> str:
         """One line naming the unknown component, close matches and the known names."""
-        close = difflib.get_close_matches(name, self._entries, n=3, cutoff=0.5)
-        hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+        hint = did_you_mean(name, self._entries, cutoff=0.5)
         return f"unknown {self.singular} '{name}'.{hint} " \
                f"Known: {', '.join(sorted(self._entries))}."
 
@@ -104,8 +104,7 @@ class Registry(Generic[T]):
         known = option_names(self.get(name))
         for key in args or {}:
             if key not in known:
-                close = difflib.get_close_matches(key, known, n=1, cutoff=0.5)
-                hint = f" Did you mean '{close[0]}'?" if close else ""
+                hint = did_you_mean(key, known, cutoff=0.5)
                 raise ComponentArgsError(f"{field}: '{key}' is not an option of {self.singular} '{name}'.{hint} "
                                          f"Options: {', '.join(known) or 'none'}.")
 
