@@ -20,9 +20,11 @@ app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, add_completion=Fa
 suites_app = typer.Typer(no_args_is_help=True, help="List and show the suites in suites/.")
 run_app = typer.Typer(no_args_is_help=True, help="Run training jobs.")
 data_app = typer.Typer(no_args_is_help=True, help="Inspect datasets.")
+figure_app = typer.Typer(no_args_is_help=True, help="Figures that need no training records (e.g. the paper's Fig. 2).")
 app.add_typer(suites_app, name="suites")
 app.add_typer(run_app, name="run")
 app.add_typer(data_app, name="data")
+app.add_typer(figure_app, name="figure")
 console = Console()
 err = Console(stderr=True)
 
@@ -346,6 +348,38 @@ def data_stats(
     console.print(f"{dataset} ratio {imbalance_ratio:g}: {len(counts)} classes, total {sum(counts):,}, "
                   f"max {max(counts)}, min {min(counts)}; many/medium/few {g['many']}/{g['medium']}/{g['few']}",
                   highlight=False, soft_wrap=True)
+
+
+@figure_app.command("cmo-samples")
+def figure_cmo_samples(
+    out: Annotated[Path, typer.Option("--out", help="Output file: .png (150 dpi), .pdf or .svg.")],
+    dataset: Annotated[str, typer.Option("--dataset", help="Dataset (default: the embedded synthetic_lt, no "
+                                                           "download).")] = "synthetic_lt",
+    imbalance_ratio: Annotated[float | None, typer.Option("--imbalance-ratio", help="n_max / n_min (profile "
+                                                          "datasets; default: the dataset's).")] = None,
+    root: Annotated[str | None, typer.Option("--root", help="Data root (default $LTBENCH_DATA).")] = None,
+    data_format: Annotated[str | None, typer.Option("--format", help="CIFAR: jpeg_npz reads a JPEG copy.")] = None,
+    download: Annotated[bool, typer.Option("--download/--no-download", help="Download missing files.")] = False,
+    rows: Annotated[int, typer.Option("--rows", help="Foreground images (drawn from Q).")] = 4,
+    cols: Annotated[int, typer.Option("--cols", help="CMO samples per foreground image.")] = 6,
+    alpha: Annotated[float, typer.Option("--alpha", help="lam ~ Beta(alpha, alpha).")] = 1.0,
+    mixer: Annotated[str, typer.Option("--mixer", help="A two-stream mixer: cmo, cutmix, cmo_back, ...")] = "cmo",
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the draws and boxes.")] = 0,
+    image_size: Annotated[int | None, typer.Option("--image-size", help="Side of file-dataset images.")] = None,
+) -> None:
+    """The paper's Fig. 2: a grid of CMO-augmented samples made by the product's own mixer (each row: a foreground
+    image drawn from the minority-weighted Q, then its patch pasted on backgrounds drawn from P)."""
+    from benchmark.data.base import DataError
+    from benchmark.tools.figures import write_cmo_samples
+
+    try:
+        path, grid = write_cmo_samples(out, dataset=dataset, imbalance_ratio=imbalance_ratio, root=root,
+                                       data_format=data_format, download=download, rows=rows, cols=cols,
+                                       alpha=alpha, mixer=mixer, seed=seed, image_size=image_size)
+    except (UnknownComponentError, DataError, ValueError) as e:
+        fail(str(e).splitlines()[0])
+    console.print(f"wrote {path}: {rows} x {1 + cols} images (foreground classes "
+                  f"{', '.join(map(str, grid.foreground_classes))})", highlight=False, soft_wrap=True)
 
 
 @app.command("ls")
