@@ -8,9 +8,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from benchmark.cli_common import console, fail
+from benchmark.cli_data import data_app, figure_app, table1_report
 from benchmark.config.suite import REPO_ROOT, SuiteError, list_suite_names, load_suite, parse_set, plan
 from benchmark.schema.registry import UnknownComponentError
 
@@ -19,14 +20,10 @@ app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, add_completion=Fa
                   help="lt-bench: paper tables of long-tailed classification as suites of training runs.")
 suites_app = typer.Typer(no_args_is_help=True, help="List and show the suites in suites/.")
 run_app = typer.Typer(no_args_is_help=True, help="Run training jobs.")
-data_app = typer.Typer(no_args_is_help=True, help="Inspect datasets.")
-figure_app = typer.Typer(no_args_is_help=True, help="Figures that need no training records (e.g. the paper's Fig. 2).")
 app.add_typer(suites_app, name="suites")
 app.add_typer(run_app, name="run")
 app.add_typer(data_app, name="data")
 app.add_typer(figure_app, name="figure")
-console = Console()
-err = Console(stderr=True)
 
 SuiteArg = Annotated[str, typer.Argument(help="Suite name (in suites/) or path to a suite YAML.")]
 ResultsOpt = Annotated[Path, typer.Option("--results-dir", help="Where result records live.")]
@@ -34,12 +31,6 @@ SetOpt = Annotated[list[str] | None, typer.Option("--set", help="Override a sett
 SeedsOpt = Annotated[str | None, typer.Option("--seeds", help="Comma-separated seeds, e.g. 0,1,2 (default: suite's).")]
 SmokeOpt = Annotated[bool, typer.Option("--smoke", help="Tiny epochs and data: at most a minute per run on CPU.")]
 RowsOpt = Annotated[str | None, typer.Option("--rows", help="Comma-separated rows (display names or slugs) to run.")]
-
-
-def fail(msg: str, code: int = 2) -> None:
-    """Print one error line and exit (2 = bad input)."""
-    err.print(f"error: {msg}", highlight=False, markup=False, soft_wrap=True)
-    raise typer.Exit(code)
 
 
 def split_rows(text: str | None) -> list[str] | None:
@@ -305,10 +296,15 @@ def report_cmd(
     set_: SetOpt = None,
     seeds: SeedsOpt = None,
     smoke: SmokeOpt = False,
+    split_list: Annotated[list[str] | None, typer.Option("--split-list", help="table1 only: imagenet_lt=PATH or "
+                                                         "inat2018=PATH, the train list to count.")] = None,
 ) -> None:
-    """Regenerate a suite's table (paper, ours mean ± std, delta) and plot from result records."""
+    """Regenerate a suite's table (paper, ours mean ± std, delta; .md, .csv, .tex) and figures (.png + .pdf) from
+    result records. `report table1` builds the paper's Table 1 from the dataset statistics instead."""
     from benchmark.report import build_report
 
+    if name == "table1":  # Table 1 from the dataset statistics (CIFAR-LT at the paper's ratios, the split lists)
+        return table1_report(split_list or [], out_dir)
     try:
         spec, _ = load_suite(name)
         files = build_report(spec, results_dir, out_dir, overrides=parse_set(set_ or []), smoke=smoke,
@@ -316,70 +312,8 @@ def report_cmd(
     except SuiteError as e:
         fail(str(e))
     print(files.text)
-    console.print(f"wrote {files.markdown}, {files.csv}, {files.plot}", highlight=False)
-
-
-@data_app.command("stats")
-def data_stats(
-    dataset: Annotated[str, typer.Argument(help="Dataset name, e.g. cifar100_lt.")],
-    imbalance_ratio: Annotated[float, typer.Option("--imbalance-ratio", help="n_max / n_min (>= 1).")] = 100.0,
-    many_above: Annotated[int, typer.Option(help="Many-shot: n > this.")] = 100,
-    few_below: Annotated[int, typer.Option(help="Few-shot: n < this.")] = 20,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
-) -> None:
-    """Class counts and many/medium/few group sizes of a long-tailed train split (no images needed)."""
-    from benchmark.config.catalog import dataset_counts
-    from benchmark.data.base import DataError
-    from benchmark.data.profile import shot_groups
-
-    if imbalance_ratio < 1:
-        fail(f"--imbalance-ratio {imbalance_ratio}: must be >= 1")
-    try:
-        counts = dataset_counts(dataset, imbalance_ratio)
-    except (UnknownComponentError, DataError) as e:
-        fail(str(e))
-    g = shot_groups(counts, many_above, few_below).sizes()
-    out = {"dataset": dataset, "imbalance_ratio": imbalance_ratio, "num_classes": len(counts),
-           "total": sum(counts), "max": max(counts), "min": min(counts), "groups": g,
-           "thresholds": {"many": f"n > {many_above}", "few": f"n < {few_below}"}, "class_counts": counts}
-    if as_json:
-        print(json.dumps(out))
-        return
-    console.print(f"{dataset} ratio {imbalance_ratio:g}: {len(counts)} classes, total {sum(counts):,}, "
-                  f"max {max(counts)}, min {min(counts)}; many/medium/few {g['many']}/{g['medium']}/{g['few']}",
+    console.print(f"wrote {', '.join(str(p) for p in [files.markdown, files.csv, files.tex, *files.figures])}",
                   highlight=False, soft_wrap=True)
-
-
-@figure_app.command("cmo-samples")
-def figure_cmo_samples(
-    out: Annotated[Path, typer.Option("--out", help="Output file: .png (150 dpi), .pdf or .svg.")],
-    dataset: Annotated[str, typer.Option("--dataset", help="Dataset (default: the embedded synthetic_lt, no "
-                                                           "download).")] = "synthetic_lt",
-    imbalance_ratio: Annotated[float | None, typer.Option("--imbalance-ratio", help="n_max / n_min (profile "
-                                                          "datasets; default: the dataset's).")] = None,
-    root: Annotated[str | None, typer.Option("--root", help="Data root (default $LTBENCH_DATA).")] = None,
-    data_format: Annotated[str | None, typer.Option("--format", help="CIFAR: jpeg_npz reads a JPEG copy.")] = None,
-    download: Annotated[bool, typer.Option("--download/--no-download", help="Download missing files.")] = False,
-    rows: Annotated[int, typer.Option("--rows", help="Foreground images (drawn from Q).")] = 4,
-    cols: Annotated[int, typer.Option("--cols", help="CMO samples per foreground image.")] = 6,
-    alpha: Annotated[float, typer.Option("--alpha", help="lam ~ Beta(alpha, alpha).")] = 1.0,
-    mixer: Annotated[str, typer.Option("--mixer", help="A two-stream mixer: cmo, cutmix, cmo_back, ...")] = "cmo",
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the draws and boxes.")] = 0,
-    image_size: Annotated[int | None, typer.Option("--image-size", help="Side of file-dataset images.")] = None,
-) -> None:
-    """The paper's Fig. 2: a grid of CMO-augmented samples made by the product's own mixer (each row: a foreground
-    image drawn from the minority-weighted Q, then its patch pasted on backgrounds drawn from P)."""
-    from benchmark.data.base import DataError
-    from benchmark.tools.figures import write_cmo_samples
-
-    try:
-        path, grid = write_cmo_samples(out, dataset=dataset, imbalance_ratio=imbalance_ratio, root=root,
-                                       data_format=data_format, download=download, rows=rows, cols=cols,
-                                       alpha=alpha, mixer=mixer, seed=seed, image_size=image_size)
-    except (UnknownComponentError, DataError, ValueError) as e:
-        fail(str(e).splitlines()[0])
-    console.print(f"wrote {path}: {rows} x {1 + cols} images (foreground classes "
-                  f"{', '.join(map(str, grid.foreground_classes))})", highlight=False, soft_wrap=True)
 
 
 @app.command("ls")

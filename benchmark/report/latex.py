@@ -13,7 +13,7 @@ from benchmark.report.tables import METRIC_LABELS
 
 _ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
             "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
-            "α": r"$\alpha$", "β": r"$\beta$", "±": r"$\pm$", "Δ": r"$\Delta$", "−": "-", "—": "--"}
+            "α": r"$\alpha$", "β": r"$\beta$", "ρ": r"$\rho$", "±": r"$\pm$", "Δ": r"$\Delta$", "−": "-", "—": "--"}
 
 
 def tex_escape(text: str) -> str:

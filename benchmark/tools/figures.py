@@ -16,6 +16,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from pydantic import ValidationError  # noqa: E402
 
 from benchmark.config.catalog import load_dataset  # noqa: E402
 from benchmark.data.samplers import SamplerContext, samplers  # noqa: E402
@@ -67,21 +68,21 @@ def cmo_samples(data: Any, rows: int = 4, cols: int = 6, *, mixer: str = "cmo", 
     xb = torch.from_numpy(_images(data, bg, image_size)).permute(0, 3, 1, 2).float() / 255.0
     rng = np.random.default_rng(seed)
     mctx = MixContext(alpha=alpha, class_counts=torch.as_tensor(counts))
-    names = list(getattr(data, "class_names", []) or [])
-    name = (lambda k: names[k] if k < len(names) else str(k))
+    names = [str(n) for n in getattr(data, "class_names", []) or []]
+    names += [str(k) for k in range(len(names), len(counts))]
     out = np.zeros((rows, 1 + cols, *xf.shape[2:], 3), dtype=np.float32)
     captions: list[list[str]] = []
     for i in range(rows):
         yf = int(labels[fg[i]])
         out[i, 0] = xf[i].permute(1, 2, 0).numpy()
-        caps = [f"{name(yf)}\n(n={counts[yf]})"]
+        caps = [f"{names[yf]}\n(n={counts[yf]})"]
         for j in range(cols):
             b = i * cols + j
             yb = int(labels[bg[b]])
             m = spec.op(xb[b:b + 1], labels[bg[b:b + 1]], xf[i:i + 1], labels[fg[i:i + 1]], rng, mctx)
             out[i, 1 + j] = m.x[0].clamp(0, 1).permute(1, 2, 0).numpy()
             lam = float(m.lam) if not torch.is_tensor(m.lam) else float(m.lam.flatten()[0])
-            caps.append(f"{name(yf)} {1 - lam:.2f}\non {name(yb)}")
+            caps.append(f"{names[yf]} {1 - lam:.2f}\non {names[yb]}")
         captions.append(caps)
     return SampleGrid(out, captions, [int(labels[k]) for k in fg], list(counts))
 
@@ -106,22 +107,25 @@ def grid_figure(grid: SampleGrid, title: str) -> Any:
     return fig
 
 
-def write_cmo_samples(out: Path, *, dataset: str = "synthetic_lt", imbalance_ratio: float | None = None,
-                      root: str | None = None, data_format: str | None = None, download: bool = False,
-                      rows: int = 4, cols: int = 6, alpha: float = 1.0, mixer: str = "cmo", seed: int = 0,
-                      image_size: int | None = None) -> tuple[Path, SampleGrid]:
-    """Load the dataset (no download unless asked), make the grid and write it atomically (.png/.pdf/.svg)."""
+def write_cmo_samples(out: Path, dataset: str = "synthetic_lt", data_options: dict[str, Any] | None = None, *,
+                      rows: int = 4, cols: int = 6, alpha: float = 1.0, mixer: str = "cmo",
+                      seed: int = 0) -> tuple[Path, SampleGrid]:
+    """Load the dataset (no download unless data_options says download=true), make the grid and write it
+    atomically (.png / .pdf / .svg). data_options: DataSettings fields (root, format, imbalance_ratio, ...)."""
     fmt = out.suffix.lstrip(".").lower()
     if fmt not in ("png", "pdf", "svg"):
         raise ValueError(f"--out {out}: use a .png, .pdf or .svg file name")
     if rows < 1 or cols < 1 or rows * cols > 400:
         raise ValueError(f"--rows {rows} --cols {cols}: give at least 1 each and at most 400 samples")
-    opts: dict[str, Any] = {"name": dataset, "root": root, "download": download, "format": data_format}
-    if imbalance_ratio is not None:
-        opts["imbalance_ratio"] = imbalance_ratio
-    if image_size is not None and not dataset.startswith("cifar"):
-        opts["image_size"] = image_size
-    data = load_dataset(DataSettings(**opts))
+    given = {str(k).removeprefix("data."): v for k, v in (data_options or {}).items()}
+    opts: dict[str, Any] = {"download": False, **given, "name": dataset}
+    try:
+        settings = DataSettings(**opts)
+    except ValidationError as e:
+        err = e.errors()[0]
+        raise ValueError(f"--data {'.'.join(map(str, err['loc']))}: {err['msg']}") from None
+    image_size = settings.image_size
+    data = load_dataset(settings)
     grid = cmo_samples(data, rows, cols, mixer=mixer, alpha=alpha, seed=seed, image_size=image_size)
     title = (f"{mixer.upper() if mixer == 'cmo' else mixer} samples on {dataset} (train split): red = foreground "
              f"drawn from the minority-weighted Q, then its patch pasted on backgrounds drawn from P "
