@@ -88,7 +88,7 @@ def plot_alpha(spec: SuiteSpec, cells: list[CellRuns], metric: str = "acc/all") 
         if vals:
             m, s = _mean_std(vals)
             ax.axhline(m, color=f"C{i + 1}", lw=1.2, label=f"{c.label} (ours)")
-            ax.axhspan(m - s, m + s, color=f"C{i + 1}", alpha=0.18, lw=0)
+            ax.axhspan(m - s, m + s, color=f"C{i + 1}", alpha=0.18, lw=0, gid="band")
             top = max(top, m + s)
         if metric in c.paper:
             ax.axhline(c.paper[metric], color=f"C{i + 1}", ls="--", lw=1.0, label=f"{c.label} (paper)")
