@@ -5,12 +5,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 from fixtures.make_records import TABLE9, write_suite
 
-from benchmark.config.suite import load_suite
+from benchmark.config.suite import load_suite, plan
 from benchmark.report import build_report
 from benchmark.report.latex import tex_escape
-from benchmark.report.layout import baseline_column, row_blocks
+from benchmark.report.layout import Provenance, baseline_column, row_blocks
+from benchmark.report.plots import mark_figure, plot_cells
+from benchmark.report.tables import cell_frame
 from benchmark.run.records import load_records, write_record
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "results"
@@ -86,6 +89,19 @@ def test_smoke_report_says_so_and_shows_no_delta(tmp_path: Path) -> None:
     assert "**Smoke runs**" in text and "no Δ against the paper is shown" in text
     assert "| Δ |" not in text and "Δ = ours − paper" not in text
     assert _row(text, "CutMix").startswith("| CutMix | 35.6 | 35.0 ± 0.5 (n=3) | 71.0 |")
+    assert {p.name for p in files.figures} >= {"table9-smoke.png", "table9-smoke-curves.pdf"}
+
+
+def test_figures_of_runs_unlike_the_paper_say_so() -> None:
+    spec, _ = load_suite("table9")
+    runs = plan(spec)
+    frame = cell_frame(spec, runs, {r.run_id: r for r in load_records(FIXTURES, "table9")})
+    note = Provenance(smoke=True).figure_note()
+    assert note == "SMOKE RUNS: not comparable with the paper" and Provenance().figure_note() is None
+    fig = plot_cells(spec, frame)
+    mark_figure(fig, note)
+    assert fig.axes[0].get_title().startswith(note + "\n" + "Table 9.")
+    plt.close(fig)
 
 
 def test_override_report_names_the_overrides(tmp_path: Path) -> None:

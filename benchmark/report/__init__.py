@@ -14,7 +14,7 @@ from benchmark.report.figures import cell_runs, plot_alpha, plot_curves, plot_pe
 from benchmark.report.files import atomic_write, save_figure
 from benchmark.report.latex import to_latex
 from benchmark.report.layout import add_baseline_deltas, block_row_name, provenance, row_blocks
-from benchmark.report.plots import plot_cells
+from benchmark.report.plots import mark_figure, plot_cells
 from benchmark.report.tables import cell_frame, to_markdown
 from benchmark.run.records import load_records
 
@@ -58,17 +58,20 @@ def build_report(spec: SuiteSpec, results_dir: Path, out_dir: Path, *, overrides
     csv = atomic_write(stem.with_suffix(".csv"), lambda p: frame.to_csv(p, index=False, float_format="%.4f"))
     tex_text = to_latex(spec, frame, blocks=blocks, block_name=block_row_name)
     tex = atomic_write(stem.with_suffix(".tex"), lambda p: Path(p).write_text(tex_text))
-    figures = _save(plot_cells(spec, frame), stem)
+    note = prov.figure_note()
+    figures = _save(plot_cells(spec, frame), stem, note)
     cells = cell_runs(spec, runs, records)
     for suffix, draw in FIGURES.items():
         fig = draw(spec, cells)
         if fig is not None:
-            figures += _save(fig, out_dir / f"{name}-{suffix}")
+            figures += _save(fig, out_dir / f"{name}-{suffix}", note)
     return ReportFiles(md, csv, figures[0], text, tex, figures)
 
 
-def _save(fig: Any, stem: Path) -> list[Path]:
+def _save(fig: Any, stem: Path, note: str | None) -> list[Path]:
     try:
+        if note:
+            mark_figure(fig, note)
         return save_figure(fig, stem)
     finally:
         plt.close(fig)

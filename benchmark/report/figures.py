@@ -10,6 +10,7 @@ from typing import Any
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from benchmark.config.suite import RunSpec, SuiteSpec
 from benchmark.report.plots import NA, is_missing, legend_outside, mark_missing
@@ -171,6 +172,7 @@ def plot_curves(spec: SuiteSpec, cells: list[CellRuns]) -> Figure | None:
             ax.plot(x, m, color=f"C{i % 10}", lw=1.2, label=f"{c.label} (n={len(c.records)})")
             ax.fill_between(x, m - s, m + s, color=f"C{i % 10}", alpha=0.18, lw=0)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
     fig.suptitle(spec.title, fontsize=9)

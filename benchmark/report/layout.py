@@ -87,6 +87,13 @@ class Provenance:
         """Only runs with the suite's planned settings are compared with the paper."""
         return not (self.smoke or self.overrides or self.differing)
 
+    def figure_note(self) -> str | None:
+        """The line figures carry above their title when the runs are not the paper's settings."""
+        if self.comparable:
+            return None
+        what = "SMOKE RUNS" if self.smoke else "SETTINGS DIFFER FROM THE SUITE"
+        return f"{what}: not comparable with the paper"
+
     def notes(self) -> list[str]:
         out = []
         if self.smoke:

@@ -54,6 +54,17 @@ def mark_missing(ax: Axes, xs: list[float], y: float) -> None:
         ax.text(x, y, NA, rotation=90, ha="center", va="bottom", fontsize=7, color="0.35", gid="n/a")
 
 
+def mark_figure(fig: Figure, note: str) -> None:
+    """Put `note` (e.g. "SMOKE RUNS") above the figure's title, so a copied PNG still says what it shows."""
+    st = fig._suptitle
+    if st is not None and st.get_text():
+        st.set_text(f"{note}\n{st.get_text()}")
+    else:
+        ax = fig.axes[0]
+        ax.set_title(f"{note}\n{ax.get_title()}", fontsize=9)
+    fig.tight_layout()
+
+
 def is_missing(v: Any) -> bool:
     return v is None or (isinstance(v, float) and math.isnan(v))
 

@@ -98,7 +98,8 @@ def to_markdown(spec: SuiteSpec, frame: pd.DataFrame, n_records: int, n_planned:
         label = METRIC_LABELS.get(m, m) if c is None else f"{c} {METRIC_LABELS.get(m, m)}"
         head += [f"{label} paper", f"{label} ours"] + (["Δ"] if comparable else [])
     has_base = "base_delta" in f.columns and f["paper_base_delta"].map(_present).any()
-    lines = [f"# {spec.title}", ""] + [f"> {n}" for n in notes or []] + ([""] if notes else []) + [
+    quoted = "\n>\n".join(f"> {n}" for n in notes or [])  # one paragraph per note
+    lines = [f"# {spec.title}", ""] + ([quoted, ""] if quoted else []) + [
         f"Suite `{spec.suite}` v{spec.version}. Values: top-1 accuracy (%) at the **{spec.report_epoch}** "
         f"test epoch (s/batch: mean training time per batch), mean ± std over seeds (n = finished runs). "
         + ("Δ = ours − paper. " if comparable else "")
