@@ -67,9 +67,9 @@ def table1_stats(split_lists: list[str]) -> list[dict[str, Any]]:
     for dataset, ratio in TABLE1_ROWS:
         try:
             stats.append(dataset_stats(dataset, ratio, train_list=lists.get(dataset)))
-        except DataError as e:
+        except DataError:
             if dataset in lists:
                 raise
-            stats.append({"dataset": dataset, "error": f"no split list ({str(e).split('. ')[0]}); pass "
-                                                       f"--split-list {dataset}=PATH"})
+            stats.append({"dataset": dataset, "error": f"no train list ({LAYOUTS[dataset].train_file} not found "
+                                                       f"under the data root); pass --split-list {dataset}=PATH"})
     return stats
