@@ -8,10 +8,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from benchmark import __version__
+from benchmark.cli_common import console, err, fail
+from benchmark.cli_data import data_app, figure_app, table1_report
 from benchmark.cli_team import ReportTrackerOpt, log_report_files, print_offline_hint, team_app
 from benchmark.config.suite import SuiteError, list_suite_names, load_suite, parse_set, plan
 from benchmark.run.states import RunState
@@ -23,13 +24,11 @@ app = typer.Typer(no_args_is_help=True, rich_markup_mode="markdown", add_complet
                   help="lt-bench: paper tables of long-tailed classification as suites of training runs.")
 suites_app = typer.Typer(no_args_is_help=True, help="List and show the suites in suites/.")
 run_app = typer.Typer(no_args_is_help=True, help="Run training jobs.")
-data_app = typer.Typer(no_args_is_help=True, help="Inspect datasets.")
 app.add_typer(suites_app, name="suites")
 app.add_typer(run_app, name="run")
 app.add_typer(data_app, name="data")
 app.add_typer(team_app)  # pull, dashboard
-console = Console()
-err = Console(stderr=True)
+app.add_typer(figure_app, name="figure")
 
 SuiteArg = Annotated[str, typer.Argument(help="Suite name (in suites/) or path to a suite YAML.")]
 ResultsOpt = Annotated[Path, typer.Option("--results-dir", help="Where result records live (relative: to the working "
@@ -51,12 +50,6 @@ def print_version(value: bool) -> None:
 def main_options(version: Annotated[bool, typer.Option("--version", help="Print the lt-bench version and exit.",
                                                        callback=print_version, is_eager=True)] = False) -> None:
     """lt-bench: paper tables of long-tailed classification as suites of training runs."""
-
-
-def fail(msg: str, code: int = 2) -> None:
-    """Print one error line and exit (2 = bad input)."""
-    err.print(f"error: {msg}", highlight=False, markup=False, soft_wrap=True)
-    raise typer.Exit(code)
 
 
 def split_rows(text: str | None) -> list[str] | None:
@@ -294,11 +287,16 @@ def report_cmd(
     smoke: SmokeOpt = False,
     as_json: JsonOpt = False,
     tracker: ReportTrackerOpt = "none",
+    split_list: Annotated[list[str] | None, typer.Option("--split-list", help="table1 only: imagenet_lt=PATH or "
+                                                         "inat2018=PATH, the train list to count.")] = None,
 ) -> None:
-    """Regenerate a suite's table (paper, ours mean ± std, delta) and plot from result records."""
+    """Regenerate a suite's table (paper, ours mean ± std, delta; .md, .csv, .tex) and figures (.png + .pdf) from
+    result records. `report table1` builds the paper's Table 1 from the dataset statistics instead."""
     from benchmark.report import build_report
     from benchmark.tools.output import report_json
 
+    if name == "table1":  # Table 1 from the dataset statistics (CIFAR-LT at the paper's ratios, the split lists)
+        return table1_report(split_list or [], out_dir)
     with JsonOutput(as_json) as out:
         try:
             spec, _ = load_suite(name)
@@ -309,40 +307,10 @@ def report_cmd(
     if as_json:
         return out.emit(report_json(spec.suite, files))
     print(files.text)
-    console.print(f"wrote {files.markdown}, {files.csv}, {files.plot}", highlight=False)
+    console.print(f"wrote {', '.join(str(p) for p in [files.markdown, files.csv, files.tex, *files.figures])}",
+                  highlight=False, soft_wrap=True)
     if tracker == "wandb":
         log_report_files(spec.suite, files, smoke)
-
-
-@data_app.command("stats")
-def data_stats(
-    dataset: Annotated[str, typer.Argument(help="Dataset name, e.g. cifar100_lt.")],
-    imbalance_ratio: Annotated[float, typer.Option("--imbalance-ratio", help="n_max / n_min (>= 1).")] = 100.0,
-    many_above: Annotated[int, typer.Option(help="Many-shot: n > this.")] = 100,
-    few_below: Annotated[int, typer.Option(help="Few-shot: n < this.")] = 20,
-    as_json: JsonOpt = False,
-) -> None:
-    """Class counts and many/medium/few group sizes of a long-tailed train split (no images needed)."""
-    from benchmark.config.catalog import dataset_counts
-    from benchmark.data.base import DataError
-    from benchmark.data.profile import shot_groups
-
-    if imbalance_ratio < 1:
-        fail(f"--imbalance-ratio {imbalance_ratio}: must be >= 1")
-    try:
-        counts = dataset_counts(dataset, imbalance_ratio)
-    except (UnknownComponentError, DataError) as e:
-        fail(str(e))
-    g = shot_groups(counts, many_above, few_below).sizes()
-    out = {"dataset": dataset, "imbalance_ratio": imbalance_ratio, "num_classes": len(counts),
-           "total": sum(counts), "max": max(counts), "min": min(counts), "groups": g,
-           "thresholds": {"many": f"n > {many_above}", "few": f"n < {few_below}"}, "class_counts": counts}
-    if as_json:
-        print(json.dumps(out))
-        return
-    console.print(f"{dataset} ratio {imbalance_ratio:g}: {len(counts)} classes, total {sum(counts):,}, "
-                  f"max {max(counts)}, min {min(counts)}; many/medium/few {g['many']}/{g['medium']}/{g['few']}",
-                  highlight=False, soft_wrap=True)
 
 
 @app.command("ls")

@@ -56,7 +56,7 @@ def _imports(path: Path, *, nested_only: bool = False) -> set[str]:
 
 def _area(path: Path, pkg: Path = PKG) -> str:
     rel = path.relative_to(pkg)
-    return rel.parts[0] if len(rel.parts) > 1 else rel.stem
+    return rel.parts[0] if len(rel.parts) > 1 else "cli" if rel.stem.startswith("cli_") else rel.stem
 
 
 def _own(names: set[str]) -> set[str]:

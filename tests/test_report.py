@@ -45,7 +45,7 @@ def test_report_mean_std_delta(tiny_suite: Path, tmp_path: Path) -> None:
 def test_report_counts_missing_runs(tiny_suite: Path, tmp_path: Path) -> None:
     spec, _ = load_suite(str(tiny_suite))
     files = build_report(spec, tmp_path / "empty", tmp_path / "rep")
-    assert "— (0/1)" in files.markdown.read_text() and "Records: 0/2" in files.markdown.read_text()
+    assert "n/a (0/1)" in files.markdown.read_text() and "Records: 0/2" in files.markdown.read_text()
 
 
 def test_report_does_not_import_torch(tiny_suite: Path, tmp_path: Path) -> None:

@@ -54,12 +54,16 @@ def _std(vals: list[float]) -> float | None:
 
 def _fmt(v: float | None, signed: bool = False, digits: int = 1) -> str:
     if v is None or (isinstance(v, float) and math.isnan(v)):
-        return "—"
+        return "n/a"
     return f"{v:+.{digits}f}" if signed else f"{v:.{digits}f}"
 
 
 def _digits(metric: str) -> int:
     return 3 if metric.startswith("time/") else 1
+
+
+def _present(v: Any) -> bool:
+    return v is not None and not pd.isna(v)
 
 
 def _ours(c: pd.Series, digits: int = 1) -> str:
@@ -68,36 +72,58 @@ def _ours(c: pd.Series, digits: int = 1) -> str:
     if c["n"] == 0 and c["n_done"] > 0:
         return "n/a (empty group)"  # e.g. no few-shot classes in CIFAR-10-LT
     if c["n"] == 0:
-        return f"— (0/{c['n_planned']})" + (f", {c['n_failed']} failed" if c["n_failed"] else "")
-    spread = f" ± {c['std']:.{digits}f}" if c["std"] is not None and not pd.isna(c["std"]) else ""
-    return f"{c['mean']:.{digits}f}{spread} (n={c['n']})"
+        return f"n/a (0/{c['n_planned']})" + (f", {c['n_failed']} failed" if c["n_failed"] else "")
+    base = f" ({c['base_delta']:+.{digits}f})" if _present(c.get("base_delta")) else ""
+    spread = f" ± {c['std']:.{digits}f}" if _present(c["std"]) else ""
+    return f"{c['mean']:.{digits}f}{base}{spread} (n={c['n']})"
 
 
-def to_markdown(spec: SuiteSpec, frame: pd.DataFrame, n_records: int, n_planned: int) -> str:
-    """The table in the suite's row order: per (column,) metric the paper value, ours (mean ± std, n), delta."""
+def _paper(c: pd.Series, digits: int = 1) -> str:
+    base = f" ({c['paper_base_delta']:+.{digits}f})" if _present(c.get("paper_base_delta")) else ""
+    return _fmt(c["paper"], digits=digits) + (base if _present(c["paper"]) else "")
+
+
+def to_markdown(spec: SuiteSpec, frame: pd.DataFrame, n_records: int, n_planned: int, *,
+                notes: list[str] | None = None, comparable: bool = True,
+                blocks: list[tuple[str | None, list[int]]] | None = None,
+                block_name: Any = None) -> str:
+    """The table in the suite's row order (in blocks with their headers when given): per (column,) metric the
+    paper value, ours (mean ± std, n) and, when the runs are comparable with the paper, Δ = ours − paper.
+    "(+x.x)" after a value is its difference to the row's Vanilla column (frame columns base_delta /
+    paper_base_delta)."""
     f = frame[frame["epoch"] == spec.report_epoch]
     groups = [(c, m) for c in ([c.name for c in spec.columns] or [None]) for m in spec.metrics]
     head = ["Method"]
     for c, m in groups:
         label = METRIC_LABELS.get(m, m) if c is None else f"{c} {METRIC_LABELS.get(m, m)}"
-        head += [f"{label} paper", f"{label} ours", "Δ"]
-    lines = [f"# {spec.title}", "",
-             f"Suite `{spec.suite}` v{spec.version}. Values: top-1 accuracy (%) at the **{spec.report_epoch}** "
-             f"test epoch (s/batch: mean training time per batch), mean ± std over seeds (n = finished runs). "
-             f"Δ = ours − paper. "
-             f"Records: {n_records}/{n_planned} planned runs.", "",
-             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for order in sorted(f["order"].unique()):
-        rows = f[f["order"] == order]
-        name = rows["row"].iloc[0] + (" (cited)" if rows["cited"].iloc[0] else "")
-        cells = [name]
-        for c, m in groups:
-            sel = rows[(rows["metric"] == m) & (rows["column"].isna() if c is None else rows["column"] == c)]
-            cell = sel.iloc[0]
-            d = _digits(m)
-            cells += [_fmt(cell["paper"], digits=d), _ours(cell, d),
-                      "" if cell["cited"] else _fmt(cell["delta"], signed=True, digits=d)]
-        lines.append("| " + " | ".join(cells) + " |")
+        head += [f"{label} paper", f"{label} ours"] + (["Δ"] if comparable else [])
+    has_base = "base_delta" in f.columns and f["paper_base_delta"].map(_present).any()
+    quoted = "\n>\n".join(f"> {n}" for n in notes or [])  # one paragraph per note
+    lines = [f"# {spec.title}", ""] + ([quoted, ""] if quoted else []) + [
+        f"Suite `{spec.suite}` v{spec.version}. Values: top-1 accuracy (%) at the **{spec.report_epoch}** "
+        f"test epoch (s/batch: mean training time per batch), mean ± std over seeds (n = finished runs). "
+        + ("Δ = ours − paper. " if comparable else "")
+        + ("(+x.x) = difference to the row's Vanilla column, as the paper prints it. " if has_base else "")
+        + f"Missing cells: n/a. Records: {n_records}/{n_planned} planned runs.", "",
+        "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for title, orders in blocks or [(None, sorted(f["order"].unique()))]:
+        if title:
+            lines.append(f"| **{title}** |" + " |" * (len(head) - 1))
+        for order in orders:
+            rows = f[f["order"] == order]
+            if rows.empty:
+                continue
+            name = rows["row"].iloc[0]
+            name = (block_name(name, title) if block_name else name) + (" (cited)" if rows["cited"].iloc[0] else "")
+            cells = [name]
+            for c, m in groups:
+                sel = rows[(rows["metric"] == m) & (rows["column"].isna() if c is None else rows["column"] == c)]
+                cell = sel.iloc[0]
+                d = _digits(m)
+                cells += [_paper(cell, d), _ours(cell, d)]
+                if comparable:
+                    cells.append("" if cell["cited"] else _fmt(cell["delta"], signed=True, digits=d))
+            lines.append("| " + " | ".join(cells) + " |")
     if spec.source:
         lines += ["", f"Paper numbers: {spec.source}"]
     return "\n".join(lines) + "\n"
