@@ -11,6 +11,7 @@ from typing import Any
 from benchmark.config.suite import SuiteSpec, plan
 from benchmark.report.plots import plot_cells
 from benchmark.report.tables import cell_frame, to_markdown
+from benchmark.report.timing import plot_timing, timing_markdown
 from benchmark.run.records import load_records
 
 
@@ -35,11 +36,12 @@ def build_report(spec: SuiteSpec, results_dir: Path, out_dir: Path, *, overrides
     frame = cell_frame(spec, runs, records)
     name = spec.suite + ("-smoke" if smoke else "")
     out_dir.mkdir(parents=True, exist_ok=True)
-    text = to_markdown(spec, frame, n_records=sum(r.run_id in records for r in runs), n_planned=len(runs))
+    table, plot = (timing_markdown, plot_timing) if spec.timed else (to_markdown, plot_cells)
+    text = table(spec, frame, n_records=sum(r.run_id in records for r in runs), n_planned=len(runs))
     md, csv, png = (out_dir / f"{name}{ext}" for ext in (".md", ".csv", ".png"))
     _atomic(md, lambda p: Path(p).write_text(text))
     _atomic(csv, lambda p: frame.to_csv(p, index=False, float_format="%.4f"))
-    _atomic(png, lambda p: plot_cells(spec, frame, p))
+    _atomic(png, lambda p: plot(spec, frame, p))
     return ReportFiles(md, csv, png, text)
 
 

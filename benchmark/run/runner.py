@@ -41,6 +41,7 @@ def run_suites(suites: list[tuple[SuiteSpec, Path]], *, seeds: list[int] | None 
     one hash pending in this invocation train once and the others get linked copies when it finishes `done`
     (`benchmark.run.planning`). Outcomes come in plan order, one per planned run.
     """
+    executor = timed_executor(suites, executor) or executor  # before anything is written
     runs = plan_suites(suites, seeds=seeds, overrides=overrides, smoke=smoke, rows=rows)
     mp = resolve_plan(suites, runs, results_dir, retry_failed=retry_failed, force=force)
     outcomes = {o.path: o for o in planned_outcomes(mp)}
@@ -53,8 +54,7 @@ def run_suites(suites: list[tuple[SuiteSpec, Path]], *, seeds: list[int] | None 
                                                                 force=force))
     jobs = [RunJob(p.run, p.path, tracker, retry_failed, force) for p in mp.primaries]
     if jobs:
-        if executor is None:
-            executor = InlineExecutor()
+        executor = executor or InlineExecutor()
         for o in executor.run(jobs, progress):
             outcomes[o.path] = o
     for primary in mp.primaries:
@@ -70,6 +70,18 @@ def run_suites(suites: list[tuple[SuiteSpec, Path]], *, seeds: list[int] | None 
                 why = "failed" if st == "failed" else outcomes[primary.path].status
                 outcomes[f.path] = RunOutcome(f.run, f"pending ({primary.label}: {why})", f.path)
     return list(outcomes.values())
+
+
+def timed_executor(suites: list[tuple[SuiteSpec, Path]], executor: Any) -> InlineExecutor | None:
+    """For suites whose rows are timed against each other: this process, one run at a time (no packs); None for
+    others. Another executor would spread the rows over processes, GPUs or nodes: a SuiteError."""
+    timed = [spec.suite for spec, _ in suites if spec.timed]
+    if not timed:
+        return None
+    if executor is not None and not isinstance(executor, InlineExecutor):
+        raise SuiteError(f"suite {timed[0]} times its rows against each other in one process: run it with "
+                         f"--executor inline (the default)")
+    return InlineExecutor(pack=1)
 
 
 def planned_outcomes(mp: Any) -> list[RunOutcome]:
