@@ -1,4 +1,5 @@
-"""Sharded evaluation over two gloo ranks on the CPU equals the evaluation in one process."""
+"""Sharded evaluation over two gloo ranks on the CPU equals the evaluation in one process; so does a two-process
+run's record."""
 
 from __future__ import annotations
 
@@ -14,12 +15,19 @@ import pytest
 import torch
 from torch import nn
 
+from benchmark.config.catalog import load_dataset
+from benchmark.config.suite import load_suite
 from benchmark.data.base import LTData
 from benchmark.data.profile import shot_groups
 from benchmark.data.sources import LoaderSource, TensorSource
 from benchmark.engine.distributed import shard_range
 from benchmark.engine.evaluation import evaluate
 from benchmark.engine.fused import PackNet
+from benchmark.engine.parts import build_model
+from benchmark.run.executors import LocalExecutor
+from benchmark.run.records import read_record
+from benchmark.run.runner import run_suite
+from benchmark.schema.settings import RunSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 NUM_CLASSES = 5
@@ -62,6 +70,10 @@ from benchmark.engine import distributed
 from tests.test_distributed import evaluate_both
 device, rank, world = distributed.setup(torch.device("cpu"))
 res = evaluate_both((rank, world))
+bn = torch.nn.BatchNorm2d(3)
+bn.running_mean.fill_(rank + 1.0)
+distributed.sync_buffers(bn)  # rank 0's BN statistics on every rank
+res["synced"] = bn.running_mean.tolist()
 open({out!r} + f"/rank{{rank}}.json", "w").write(json.dumps(res))
 """
 
@@ -98,5 +110,28 @@ def test_sharded_evaluation_over_two_gloo_ranks_equals_one_process(tmp_path: Pat
         assert p.returncode == 0, out
     for r, n in enumerate((18, 19)):  # each rank its own slice; the numbers exactly those of one process
         got = json.loads((tmp_path / f"rank{r}.json").read_text())
+        assert got.pop("synced") == [1.0, 1.0, 1.0]
         assert got["tensor_images"] == got["loader_images"] == [n]
         assert (got["tensor"], got["loader"]) == (single["tensor"], single["tensor"])
+
+
+def test_two_process_run_records_the_single_process_evaluation_of_its_model(tiny_suite: Path, tmp_path: Path,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """--gpus-per-run 2 with bn_groups 2 (one BatchNorm batch per process): the record's last-epoch metrics, from
+    the two ranks' halves of the test split, are exactly those of its saved weights evaluated in one process."""
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    spec, _ = load_suite(str(tiny_suite))
+    outcomes = run_suite(spec, rows=["CE + CMO"], results_dir=tmp_path / "res", tracker="none",
+                         overrides={"train.bn_groups": 2}, executor=LocalExecutor(gpus=2, gpus_per_run=2))
+    assert [o.status for o in outcomes] == ["done"], outcomes[0].error
+    rec = read_record(outcomes[0].path)
+    assert rec.environment["world_size"] == 2 and rec.settings["train"]["bn_groups"] == 2
+    s = RunSettings.model_validate(rec.settings)
+    data = load_dataset(s.data).limit_test(s.eval.test_limit_per_class)
+    model = build_model(s, data.num_classes)
+    model.load_state_dict(torch.load(outcomes[0].path.with_suffix(".weights.pt"), weights_only=True))
+    source = TensorSource(data, s.train.augment, torch.device("cpu"))
+    groups = shot_groups(data.class_counts, s.eval.many_above, s.eval.few_below)
+    metrics, pc = evaluate(PackNet([model]), [(source, data.num_classes, groups)])[0]
+    assert metrics == {k: v for k, v in rec.metrics["last"].items() if k.startswith("acc/")}
+    assert pc == rec.per_class["last"]
