@@ -7,11 +7,13 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from benchmark.cli import app
 from benchmark.config.suite import load_suite, plan
-from benchmark.engine.timing import EpochClock, timed_step, timing_summary
+from benchmark.engine import timing
+from benchmark.engine.timing import EpochClock, timing_summary
 from benchmark.report import build_report
 from benchmark.run.records import RunRecord, read_record, record_path, write_record
 from benchmark.schema.settings import RunSettings
@@ -47,31 +49,34 @@ def timed_suite(tmp_path: Path) -> Path:
     return p
 
 
-def test_timed_steps_sample_one_in_fifty_and_never_the_short_last_batch() -> None:
-    assert [i for i in range(453) if timed_step(i, 453)] == [49, 99, 149, 199, 249, 299, 349, 399, 449]
-    assert [i for i in range(100) if timed_step(i, 100)] == [49]  # step 99 may be short: never timed
-    assert [i for i in range(3) if timed_step(i, 3)] == [1] and [i for i in range(2) if timed_step(i, 2)] == [0]
-    assert timed_step(0, 1)
-
-
 def test_timing_summary_averages_the_window_by_hand() -> None:
     s = RunSettings.model_validate({"train": {"epochs": 5}, "mixer": {"start": 1, "end": 1}})  # window: epochs 2, 3
     curve = [{"epoch": e, "train/time_per_batch_s": t, "train/data_wait_s_per_batch": w,
               "train/step_s_per_batch": st, "train/step_samples": k}
              for e, t, w, st, k in [(0, 9.0, 9.0, 9.0, 1), (1, 9.0, 9.0, 9.0, 1), (2, 0.4, 0.1, 0.2, 1),
                                     (3, 0.6, 0.3, 0.5, 3), (4, 9.0, 9.0, 9.0, 1)]]
-    metrics, timing = timing_summary(curve, s, steps=10)
+    metrics, measured = timing_summary(curve, s, steps=10)
     assert metrics["time/batch_s"] == pytest.approx(0.5)
     assert metrics["time/data_wait_s"] == pytest.approx(0.2)
     assert metrics["time/step_s"] == pytest.approx((0.2 * 1 + 0.5 * 3) / 4)  # weighted by timed steps
-    assert timing["batches"] == 20 and timing["step_samples"] == 4 and timing["epochs"] == [2, 3]
-    clock = EpochClock(3, __import__("torch").device("cpu"))
-    for i in range(3):
+    assert measured["batches"] == 20 and measured["step_samples"] == 4 and measured["epochs"] == [2, 3]
+
+
+def test_epoch_clock_splits_fetch_and_step_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a fake clock: 0.2 s fetching and 0.5 s stepping per batch, every batch counted."""
+    now = [100.0]
+    monkeypatch.setattr(timing.time, "perf_counter", lambda: now[0])
+    clock = EpochClock(4, torch.device("cpu"))
+    for _ in range(4):
         with clock.fetching():
-            pass
-        with clock.stepping(i):
-            pass
-    assert clock.row()["train/step_samples"] == 1 and clock.row()["train/data_wait_s_per_batch"] >= 0
+            now[0] += 0.2
+        now[0] += 3.0  # bookkeeping between fetch and step counts as neither
+        with clock.stepping():
+            now[0] += 0.5
+    row = clock.row()
+    assert row["train/step_samples"] == 4
+    assert row["train/data_wait_s_per_batch"] == pytest.approx(0.2)
+    assert row["train/step_s_per_batch"] == pytest.approx(0.5)
 
 
 def test_timed_suite_records_timing_in_one_process_and_reports_both_parts(timed_suite: Path,
@@ -85,7 +90,7 @@ def test_timed_suite_records_timing_in_one_process_and_reports_both_parts(timed_
     assert len({r.environment["pid"] for r in records}) == 1  # one process
     for r in records:
         t = r.timing
-        assert t is not None and t["epochs"] == [1] and t["batches"] == 7 and t["step_samples"] == 1  # 54 images / 8
+        assert t is not None and t["epochs"] == [1] and t["batches"] == t["step_samples"] == 7  # 54 images / 8
         assert 0 < t["data_wait_s_per_batch"] < t["batch_s_per_batch"] and t["step_s_per_batch"] > 0
         assert r.metrics["best"]["time/data_wait_s"] == t["data_wait_s_per_batch"]
         assert r.metrics["best"]["time/step_s"] == t["step_s_per_batch"]

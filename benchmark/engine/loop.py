@@ -164,13 +164,14 @@ def train_pack(runs: Sequence[Run]) -> list[FitResult | Exception]:
                 stopping = True
             with clock.fetching():
                 batch, n = _pack_batch(members, w, device)
-            with clock.stepping(i):
+            with clock.stepping():
                 loss, hits = step(batch)
             loss_sum += loss * n
             correct += hits
             seen += n
         losses = [distributed.mean(v, device) for v in (loss_sum / seen).tolist()]  # the epoch's one host sync
         accs = (100.0 * correct / seen).tolist()
+        timing = clock.row()  # the device has finished the epoch's steps (the loss read-out waited for them)
         train_s = time.time() - te
         distributed.sync_buffers(net)  # every rank evaluates rank 0's model (BN statistics)
         evals = evaluate(net, [(m.source, m.data.num_classes, m.parts.groups) for m in members], ex, (rank, world))
@@ -186,7 +187,7 @@ def train_pack(runs: Sequence[Run]) -> list[FitResult | Exception]:
             row = {"epoch": epoch, "lr": lr, "train/loss": losses[j], "train/acc": accs[j],
                    "train/mixed_frac": m.mixed / steps, "mixer_active": m.active,
                    **{f"test/{key}": v for key, v in metrics.items()}, "train/time_per_batch_s": train_s / steps,
-                   **clock.row(),
+                   **timing,
                    "epoch_time_s": time.time() - te}
             m.st.curve.append(row)
             m.st.epoch = epoch + 1

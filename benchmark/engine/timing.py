@@ -1,4 +1,4 @@
-"""Where a training batch's time goes: waiting for the input pipeline vs the synchronised device step (Table 16)."""
+"""Where a training batch's time goes: waiting for the input pipeline vs the device step (Table 16)."""
 
 from __future__ import annotations
 
@@ -11,32 +11,17 @@ import torch
 
 from benchmark.schema.settings import RunSettings
 
-TIME_EVERY = 50  # one step in this many is timed between two device synchronisations (the others run unsynchronised)
-
-
-def synchronize(device: torch.device) -> None:
-    """Wait for the device's queued work (nothing to wait for on the CPU)."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def timed_step(i: int, steps: int) -> bool:
-    """Whether step i of an epoch of `steps` has its device time measured: every TIME_EVERY-th step, never the
-    (possibly short) last one unless the epoch has a single step; at least one step per epoch."""
-    if steps == 1:
-        return True
-    every = min(TIME_EVERY, steps - 1)
-    return i < steps - 1 and i % every == every - 1
-
 
 class EpochClock:
-    """One epoch's timing. Data wait: host time spent getting the next batch (blocked on DataLoader workers, the
-    copy to the device, building the batch), every step. Step time: forward + backward + optimiser of sampled steps,
-    between two device synchronisations (the queue drained before, the step's kernels finished after)."""
+    """One epoch's timing, every step, without a host synchronisation. Data wait: host time spent getting the next
+    batch (blocked on DataLoader workers or the copy to the device, building and mixing the batch). Step time:
+    forward + backward + optimiser; on CUDA the device time between two events recorded around the step on its
+    stream (read after the epoch's loss read-out has waited for the stream), elsewhere the host time of the step."""
 
     def __init__(self, steps: int, device: torch.device) -> None:
         self.steps, self.device = steps, device
         self.wait_s, self.step_s, self.samples = 0.0, 0.0, 0
+        self.events: list[tuple[Any, Any]] = []
 
     @contextmanager
     def fetching(self) -> Iterator[None]:
@@ -45,19 +30,29 @@ class EpochClock:
         self.wait_s += time.perf_counter() - t
 
     @contextmanager
-    def stepping(self, i: int) -> Iterator[None]:
-        if not timed_step(i, self.steps):
+    def stepping(self) -> Iterator[None]:
+        if self.device.type == "cuda":
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
             yield
+            end.record()
+            self.events.append((start, end))
             return
-        synchronize(self.device)
         t = time.perf_counter()
         yield
-        synchronize(self.device)
         self.step_s += time.perf_counter() - t
         self.samples += 1
 
     def row(self) -> dict[str, float | int]:
-        """The epoch's per-batch figures for its curve row."""
+        """The epoch's per-batch figures for its curve row (call after the epoch's work has finished on the device;
+        waits for it otherwise)."""
+        if self.events:
+            last = self.events[-1][1]
+            if not last.query():
+                last.synchronize()
+            self.step_s += sum(a.elapsed_time(b) for a, b in self.events) / 1000.0
+            self.samples += len(self.events)
+            self.events = []
         return {"train/data_wait_s_per_batch": self.wait_s / self.steps,
                 "train/step_s_per_batch": self.step_s / max(self.samples, 1), "train/step_samples": self.samples}
 
@@ -90,6 +85,6 @@ def timing_summary(curve: list[dict[str, Any]], s: RunSettings, steps: int) -> t
     return metrics, {"batch_s_per_batch": metrics["time/batch_s"], "data_wait_s_per_batch": wait,
                      "step_s_per_batch": step, "batches": steps * len(rows), "step_samples": samples,
                      "epochs": [r["epoch"] for r in rows], "batch_size": s.train.batch_size,
-                     "method": f"data wait: host time getting each batch (every batch); step: forward + backward + "
-                               f"optimiser between device synchronisations (1 step in {TIME_EVERY}); "
-                               f"batch: wall time per batch"}
+                     "method": "every batch; data wait: host time getting the batch; step: forward + backward + "
+                               "optimiser (CUDA: device time between events around the step; CPU: host time); "
+                               "batch: wall time of the epoch's training / batches"}
