@@ -11,6 +11,8 @@ from torch import nn
 
 from benchmark.backbones.group_bn import GroupBatchNorm2d, use_bn_groups
 from benchmark.config.catalog import load_dataset
+from benchmark.config.choices import choices_for
+from benchmark.config.suite import load_suite, plan
 from benchmark.engine.fused import FusedResNetCifar
 from benchmark.engine.loop import Run, fit, train_pack
 from benchmark.engine.parts import bn_groups_per_process, build_model
@@ -129,3 +131,19 @@ def test_fused_trunk_layers_are_grouped() -> None:
     torch.manual_seed(0)
     fused = use_bn_groups(FusedResNetCifar([build_model(tiny(), 4), build_model(tiny(1), 4)]), 2)
     assert all(isinstance(m, GroupBatchNorm2d) for m in fused.modules() if isinstance(m, nn.BatchNorm2d))
+
+
+def test_suites_use_the_reference_gpu_count_and_record_it() -> None:
+    def first(suite: str, row: str) -> RunSettings:
+        spec, _ = load_suite(suite)
+        return next(r.settings for r in plan(spec, seeds=[0]) if r.row == row)
+
+    imagenet, inat, inat400, cifar = (first("table16", "CE"), first("table7", "Cross Entropy (CE)"),
+                                      first("table15", "BS + CMO"), first("table2", "Cross Entropy (CE)"))
+    assert (imagenet.train.bn_groups, imagenet.train.batch_size) == (4, 256)  # 4 GPUs x 64
+    assert (inat.train.bn_groups, inat.train.batch_size) == (8, 512)  # 8 GPUs x 64
+    assert (inat400.train.bn_groups, inat400.train.batch_size) == (4, 128)
+    assert cifar.train.bn_groups == 1 and "bn_groups" not in choices_for(cifar, None)
+    assert choices_for(imagenet, None)["bn_groups"].startswith("4 group(s) of 64 images")
+    assert "the paper's 4 GPUs" in choices_for(imagenet, None)["bn_groups"]
+    assert "the paper: 8" in choices_for(inat400, None)["bn_groups"]

@@ -12,7 +12,8 @@ _RECIPES = {"imagenet_lt": {(256, 100): "paper (batch 256, 100 epochs)", (128, 1
             "inat2018": {(512, 200): "paper (batch 512, 200 epochs)", (256, 100): "code README (batch 256, 100 ep)"}}
 
 
-# GPUs the paper trained on (nn.DataParallel: one BatchNorm batch per GPU): Supplementary A.
+# GPUs the paper trained on (nn.DataParallel: one BatchNorm batch per GPU, Supplementary A); the README asks for at
+# least 4 GPUs for both datasets.
 _REFERENCE_GPUS = {"imagenet_lt": 4, "inat2018": 8}
 
 
@@ -23,8 +24,10 @@ def _bn_groups_choice(s: RunSettings) -> str:
     if gpus is None:
         return per
     if g == gpus:
-        return f"{per} (paper: {gpus} GPUs under the official nn.DataParallel)"
-    return f"{per} (not the paper's {gpus} GPUs under nn.DataParallel; the README says at least 4)"
+        return f"{per} (the paper's {gpus} GPUs under the official nn.DataParallel)"
+    if g == 4:
+        return f"{per} (the README's 'at least 4 GPUs' under the official nn.DataParallel; the paper: {gpus})"
+    return f"{per} (not a reference GPU count: the paper {gpus}, the README at least 4)"
 
 
 def choices_for(s: RunSettings, data: Any) -> dict[str, str]:
