@@ -54,7 +54,8 @@ def run_suites(suites: list[tuple[SuiteSpec, Path]], *, seeds: list[int] | None 
                                                                 force=force))
     jobs = [RunJob(p.run, p.path, tracker, retry_failed, force) for p in mp.primaries]
     if jobs:
-        executor = executor or InlineExecutor()
+        if executor is None:
+            executor = InlineExecutor()
         for o in executor.run(jobs, progress):
             outcomes[o.path] = o
     for primary in mp.primaries:
