@@ -51,8 +51,8 @@ def timed_suite(tmp_path: Path) -> Path:
 
 def test_timing_summary_averages_the_window_by_hand() -> None:
     s = RunSettings.model_validate({"train": {"epochs": 5}, "mixer": {"start": 1, "end": 1}})  # window: epochs 2, 3
-    curve = [{"epoch": e, "train/time_per_batch_s": t, "train/data_wait_s_per_batch": w,
-              "train/step_s_per_batch": st, "train/step_samples": k}
+    curve = [{"epoch": e, "train/time_per_batch_s": t, "train/time_data_wait_per_batch_s": w,
+              "train/time_step_per_batch_s": st, "train/time_steps_timed": k}
              for e, t, w, st, k in [(0, 9.0, 9.0, 9.0, 1), (1, 9.0, 9.0, 9.0, 1), (2, 0.4, 0.1, 0.2, 1),
                                     (3, 0.6, 0.3, 0.5, 3), (4, 9.0, 9.0, 9.0, 1)]]
     metrics, measured = timing_summary(curve, s, steps=10)
@@ -74,9 +74,9 @@ def test_epoch_clock_splits_fetch_and_step_time(monkeypatch: pytest.MonkeyPatch)
         with clock.stepping():
             now[0] += 0.5
     row = clock.row()
-    assert row["train/step_samples"] == 4
-    assert row["train/data_wait_s_per_batch"] == pytest.approx(0.2)
-    assert row["train/step_s_per_batch"] == pytest.approx(0.5)
+    assert row["train/time_steps_timed"] == 4
+    assert row["train/time_data_wait_per_batch_s"] == pytest.approx(0.2)
+    assert row["train/time_step_per_batch_s"] == pytest.approx(0.5)
 
 
 def test_timed_suite_records_timing_in_one_process_and_reports_both_parts(timed_suite: Path,
@@ -95,7 +95,7 @@ def test_timed_suite_records_timing_in_one_process_and_reports_both_parts(timed_
         assert r.metrics["best"]["time/data_wait_s"] == t["data_wait_s_per_batch"]
         assert r.metrics["best"]["time/step_s"] == t["step_s_per_batch"]
         assert r.environment["execution"]["pack_size"] == 1
-        assert all("train/data_wait_s_per_batch" in row for row in r.curve)
+        assert all("train/time_data_wait_per_batch_s" in row for row in r.curve)
     rep = runner.invoke(app, ["report", str(timed_suite), "--results-dir", str(res_dir), "--out-dir", str(rep_dir)])
     assert rep.exit_code == 0, rep.output
     md = (rep_dir / "tiny16.md").read_text()

@@ -53,8 +53,9 @@ class EpochClock:
             self.step_s += sum(a.elapsed_time(b) for a, b in self.events) / 1000.0
             self.samples += len(self.events)
             self.events = []
-        return {"train/data_wait_s_per_batch": self.wait_s / self.steps,
-                "train/step_s_per_batch": self.step_s / max(self.samples, 1), "train/step_samples": self.samples}
+        return {"train/time_data_wait_per_batch_s": self.wait_s / self.steps,
+                "train/time_step_per_batch_s": self.step_s / max(self.samples, 1),
+                "train/time_steps_timed": self.samples}
 
 
 def timing_window(curve: list[dict[str, Any]], s: RunSettings) -> list[dict[str, Any]]:
@@ -74,13 +75,13 @@ def time_per_batch(curve: list[dict[str, Any]], s: RunSettings) -> float:
 def timing_summary(curve: list[dict[str, Any]], s: RunSettings, steps: int) -> tuple[dict[str, float], dict[str, Any]]:
     """(metrics, record timing): mean wall, data-wait and step seconds per batch over the timing window, and how they
     were measured. Epochs are weighted equally (each has `steps` batches)."""
-    rows = [r for r in timing_window(curve, s) if "train/data_wait_s_per_batch" in r]
+    rows = [r for r in timing_window(curve, s) if "train/time_data_wait_per_batch_s" in r]
     metrics = {"time/batch_s": time_per_batch(curve, s)}
     if not rows:  # a curve from before the loop timed its parts (resumed from an old checkpoint)
         return metrics, {}
-    samples = sum(r["train/step_samples"] for r in rows)
-    wait = sum(r["train/data_wait_s_per_batch"] for r in rows) / len(rows)
-    step = sum(r["train/step_s_per_batch"] * r["train/step_samples"] for r in rows) / max(samples, 1)
+    samples = sum(r["train/time_steps_timed"] for r in rows)
+    wait = sum(r["train/time_data_wait_per_batch_s"] for r in rows) / len(rows)
+    step = sum(r["train/time_step_per_batch_s"] * r["train/time_steps_timed"] for r in rows) / max(samples, 1)
     metrics.update({"time/data_wait_s": wait, "time/step_s": step})
     return metrics, {"batch_s_per_batch": metrics["time/batch_s"], "data_wait_s_per_batch": wait,
                      "step_s_per_batch": step, "batches": steps * len(rows), "step_samples": samples,
