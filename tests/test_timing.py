@@ -16,6 +16,8 @@ from benchmark.engine import timing
 from benchmark.engine.timing import EpochClock, timing_summary
 from benchmark.report import build_report
 from benchmark.run.records import RunRecord, read_record, record_path, write_record
+from benchmark.run.runner import run_suite
+from benchmark.run.unit import InlineExecutor
 from benchmark.schema.settings import RunSettings
 
 TIMED_SUITE = """
@@ -144,3 +146,18 @@ def test_old_records_without_timing_still_load(tmp_path: Path) -> None:
     blob = rec.model_dump(mode="json")
     del blob["timing"]
     assert RunRecord.model_validate(blob).timing is None
+
+
+def test_timed_rows_alternate_by_seed(timed_suite: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Seed by seed, the rows one after another (CE, CE + CMO, CE, CE + CMO): a slow drift of the machine falls on
+    both rows alike. Nothing is trained here: the executor only reports the order it was given."""
+    order: list[tuple[str, int, int | None]] = []
+
+    def fake_run(self: InlineExecutor, jobs: list, progress: object = None) -> list:
+        order.extend((j.run.row, j.run.seed, self.pack) for j in jobs)
+        return []
+
+    monkeypatch.setattr(InlineExecutor, "run", fake_run)
+    spec, _ = load_suite(str(timed_suite))
+    run_suite(spec, seeds=[0, 1], results_dir=tmp_path / "res", tracker="none")
+    assert order == [("CE", 0, 1), ("CE + CMO", 0, 1), ("CE", 1, 1), ("CE + CMO", 1, 1)]

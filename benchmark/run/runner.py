@@ -53,6 +53,8 @@ def run_suites(suites: list[tuple[SuiteSpec, Path]], *, seeds: list[int] | None 
             outcomes[p.path] = _linked_outcome(p, write_link(p, p.source, results_dir, retry_failed=retry_failed,
                                                                 force=force))
     jobs = [RunJob(p.run, p.path, tracker, retry_failed, force) for p in mp.primaries]
+    if any(spec.timed for spec, _ in suites):  # rows alternate (seed 0's CE, CE + CMO, then seed 1's): drift is shared
+        jobs.sort(key=lambda j: j.run.seed)
     if jobs:
         if executor is None:
             executor = InlineExecutor()
