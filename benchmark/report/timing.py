@@ -16,7 +16,7 @@ from benchmark.report.tables import ours_text  # noqa: E402
 
 TIMING_LABELS = {"time/batch_s": "Training time per batch (s): wall, data wait + step",
                  "time/data_wait_s": "Data wait per batch (s): blocked on the input pipeline",
-                 "time/step_s": "Step time per batch (s): forward + backward + optimiser, synchronised",
+                 "time/step_s": "Step time per batch (s): forward + backward + optimiser on the device",
                  "acc/all": "Top-1 accuracy (%)"}
 
 
