@@ -307,7 +307,7 @@ def report_cmd(
     if as_json:
         return out.emit(report_json(spec.suite, files))
     print(files.text)
-    console.print(f"wrote {', '.join(str(p) for p in [files.markdown, files.csv, files.tex, *files.figures])}",
+    console.print(f"wrote {', '.join(str(p) for p in [files.markdown, files.csv, files.tex, *files.figures] if p)}",
                   highlight=False, soft_wrap=True)
     if tracker == "wandb":
         log_report_files(spec.suite, files, smoke)

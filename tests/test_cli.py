@@ -23,7 +23,8 @@ def test_run_writes_records_and_rerun_skips(tiny_suite: Path, tmp_path: Path) ->
     rec = read_record(files[1])
     assert rec.status == "done" and rec.row == "CE + CMO" and rec.suite_version == 1
     assert rec.settings["method"]["mixer"] == "cmo" and rec.settings["seed"] == 0
-    assert set(rec.metrics["best"]) == {"acc/all", "acc/many", "acc/medium", "acc/few", "time/batch_s"}
+    assert set(rec.metrics["best"]) == {"acc/all", "acc/many", "acc/medium", "acc/few", "time/batch_s",
+                                        "time/data_wait_s", "time/step_s"}
     assert rec.metrics["best"]["time/batch_s"] > 0 and "train/time_per_batch_s" in rec.curve[0]
     assert len(rec.curve) == 2 and len(rec.per_class["last"]) == 4
     assert rec.class_counts == [24, 15, 9, 6] and rec.shot_groups == {"many": 2, "medium": 1, "few": 1}

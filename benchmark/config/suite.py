@@ -96,6 +96,8 @@ class SuiteSpec(Strict):
     rows: list[RowSpec] = Field(min_length=1)
     smoke: dict[str, Any] = Field(default_factory=dict, description="extra overrides for --smoke")
     report_epoch: Literal["best", "last"] = Field("best", description="which epoch the table shows (code: best)")
+    timed: bool = Field(False, description="the rows' training times are compared: they train one after another in "
+                                           "one process on one device, never packed or data-parallel (Table 16)")
 
     @field_validator("seeds")
     @classmethod

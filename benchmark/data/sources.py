@@ -69,8 +69,10 @@ class TensorSource:
         for step in range(steps):
             yield LazyBatch(self, order[step * bs:(step + 1) * bs][rank::world], gen)
 
-    def test_batches(self, bs: int = 1000) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        for x, y in eval_batches(self.test_x, self.test_y, bs):
+    def test_batches(self, bs: int = 1000, part: range | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Normalised test batches in list order; `part`: only these (contiguous) positions, a rank's slice."""
+        lo, hi = (part.start, part.stop) if part is not None else (0, len(self.test_y))
+        for x, y in eval_batches(self.test_x[lo:hi], self.test_y[lo:hi], bs):
             yield self.aug.normalize(x), y
 
 
@@ -132,8 +134,9 @@ class LoaderSource:
             xb, yb = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
             yield lambda xb=xb, yb=yb: (xb, yb)
 
-    def test_batches(self, bs: int = 256) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        n = len(self.test_set)  # type: ignore[arg-type]
-        chunks = [list(range(i, min(i + bs, n))) for i in range(0, n, bs)]
+    def test_batches(self, bs: int = 256, part: range | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Test batches in list order; `part`: only these positions (a rank's slice), decoded by this rank alone."""
+        idx = list(part if part is not None else range(len(self.test_set)))  # type: ignore[arg-type]
+        chunks = [idx[i:i + bs] for i in range(0, len(idx), bs)]
         for x, y in self._loader(self.test_set, chunks, 0):
             yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)

@@ -35,3 +35,29 @@ def mean(value: float, device: torch.device) -> float:
     t = torch.tensor([value], dtype=torch.float64, device=device)
     dist.all_reduce(t)
     return float(t.item()) / dist.get_world_size()
+
+
+def active() -> bool:
+    """True inside a multi-process run (a process group is up)."""
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def shard_range(n: int, rank: int, world: int) -> range:
+    """Rank `rank`'s contiguous slice of n items: the slices of all ranks are disjoint and cover every item exactly
+    once (sizes differ by at most one; unlike DistributedSampler, nothing is padded or dropped)."""
+    return range(n * rank // world, n * (rank + 1) // world)
+
+
+def all_sum(t: torch.Tensor) -> torch.Tensor:
+    """The sum of a per-rank tensor over all ranks (in place; the tensor itself in an ordinary process)."""
+    if active():
+        dist.all_reduce(t)
+    return t
+
+
+def sync_buffers(module: torch.nn.Module) -> None:
+    """Give every rank rank 0's buffers (BN running statistics). DDP broadcasts them at the start of each training
+    forward, so after the last step each rank holds its own update; rank 0's is the one its record keeps."""
+    if active():
+        for b in module.buffers():
+            dist.broadcast(b, 0)

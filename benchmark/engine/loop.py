@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -14,18 +13,27 @@ import numpy as np
 import torch
 from torch import nn
 
+from benchmark.backbones.group_bn import use_bn_groups
 from benchmark.data.base import LTData
 from benchmark.data.pipeline import host_to_device
-from benchmark.data.profile import ShotGroups
 from benchmark.data.sources import build_batches
 from benchmark.engine import distributed
 from benchmark.engine.checkpoint import TrainState, load_checkpoint, momentum_of, save_checkpoint, sgd_state
+from benchmark.engine.evaluation import evaluate
 from benchmark.engine.fused import PackNet
-from benchmark.engine.metrics import summarize
-from benchmark.engine.parts import Parts, Source, build_model, build_parts, capability_blocker, make_source
+from benchmark.engine.parts import (
+    Parts,
+    Source,
+    bn_groups_per_process,
+    build_model,
+    build_parts,
+    capability_blocker,
+    make_source,
+)
 from benchmark.engine.runtime import NonFiniteLossError, Preempted, device_name, resolve_device, stop_requested
-from benchmark.engine.step import Execution, PackBatch, TrainStep, autocast_of, make_sgd, resolve_execution
-from benchmark.methods.losses import logits_of, step_loss
+from benchmark.engine.step import PackBatch, TrainStep, make_sgd, resolve_execution
+from benchmark.engine.timing import EpochClock, timing_summary
+from benchmark.methods.losses import step_loss
 from benchmark.methods.mixers import MixContext, Mixed
 from benchmark.schema.settings import PACK_SHARED_TRAIN, RunSettings
 
@@ -60,6 +68,7 @@ class FitResult:
     groups: dict[str, int] = field(default_factory=dict)
     execution: dict[str, Any] = field(default_factory=dict)  # precision, layout, CUDA graph, pack actually used
     model: nn.Module | None = None  # the trained model (the runner keeps its weights for second stages)
+    timing: dict[str, Any] = field(default_factory=dict)  # data wait vs step time per batch (engine.timing)
 
 
 @dataclass
@@ -119,7 +128,8 @@ def train_pack(runs: Sequence[Run]) -> list[FitResult | Exception]:
     not_graph_safe = next((b for m in members if (b := capability_blocker(m.s, "graph_safe"))), "")
     ex = resolve_execution(s0.train.precision, s0.train.channels_last, s0.train.cuda_graph, device, world,
                            not_graph_safe, compile=s0.train.compile)
-    net = PackNet([m.model for m in members], ex.channels_last).to(device)
+    net = use_bn_groups(PackNet([m.model for m in members], ex.channels_last), bn_groups_per_process(s0, world))
+    net = net.to(device)  # (fused trunks build their own BatchNorm layers: grouped too)
     optimizer = make_sgd(net.parameters(), ex, s0.train.lr, s0.train.momentum, s0.train.weight_decay,
                          s0.train.nesterov)
     if any(m.momentum for m in members):
@@ -146,21 +156,25 @@ def train_pack(runs: Sequence[Run]) -> list[FitResult | Exception]:
             g["lr"] = lr
         w = torch.stack([_begin_epoch(m, epoch, bs, steps, (rank, world)) for m in members]).to(device)
         loss_sum, correct = torch.zeros(k, device=device), torch.zeros(k, device=device)
-        seen, stopping = 0, False
+        seen, stopping, clock = 0, False, EpochClock(steps, device)
         for i in range(steps):
             if stop_requested():  # finish an epoch that ends soon (and save it), else stop now
                 if epoch_s is None or epoch_s * (steps - i) / steps > FINISH_EPOCH_S:
                     raise Preempted(f"stopped during epoch {epoch}; the last checkpoint is kept")
                 stopping = True
-            batch, n = _pack_batch(members, w, device)
-            loss, hits = step(batch)
+            with clock.fetching():
+                batch, n = _pack_batch(members, w, device)
+            with clock.stepping():
+                loss, hits = step(batch)
             loss_sum += loss * n
             correct += hits
             seen += n
         losses = [distributed.mean(v, device) for v in (loss_sum / seen).tolist()]  # the epoch's one host sync
         accs = (100.0 * correct / seen).tolist()
+        timing = clock.row()  # the device has finished the epoch's steps (the loss read-out waited for them)
         train_s = time.time() - te
-        evals = evaluate(net, [(m.source, m.data.num_classes, m.parts.groups) for m in members], ex)
+        distributed.sync_buffers(net)  # every rank evaluates rank 0's model (BN statistics)
+        evals = evaluate(net, [(m.source, m.data.num_classes, m.parts.groups) for m in members], ex, (rank, world))
         save = stopping or time.time() - saved_at >= s0.train.checkpoint_every_s
         pack_state = _pack_state(net, optimizer) if save and rank == 0 else None
         for j, m in enumerate(members):
@@ -173,6 +187,7 @@ def train_pack(runs: Sequence[Run]) -> list[FitResult | Exception]:
             row = {"epoch": epoch, "lr": lr, "train/loss": losses[j], "train/acc": accs[j],
                    "train/mixed_frac": m.mixed / steps, "mixer_active": m.active,
                    **{f"test/{key}": v for key, v in metrics.items()}, "train/time_per_batch_s": train_s / steps,
+                   **timing,
                    "epoch_time_s": time.time() - te}
             m.st.curve.append(row)
             m.st.epoch = epoch + 1
@@ -188,7 +203,7 @@ def train_pack(runs: Sequence[Run]) -> list[FitResult | Exception]:
 
     info = {**step.info(), "pack_size": k, "pack_runs": [m.run.run_id for m in members]}
     models = net.member_models([m.model for m in members])
-    return [m.error if m.error is not None else _result(m, models[j], info, t0, device)
+    return [m.error if m.error is not None else _result(m, models[j], info, t0, device, steps)
             for j, m in enumerate(members)]
 
 
@@ -223,7 +238,7 @@ def _member(r: Run, device: torch.device, rank: int, world: int,
         sources[key] = (data, make_source(s, data, device))
     data, source = sources[key]
     torch.manual_seed(s.seed)  # initial weights (the same on every rank)
-    model = build_model(s, data.num_classes)
+    model = build_model(s, data.num_classes, world)
     gen = torch.Generator(device).manual_seed(s.seed)
     aug_gen = gen if world == 1 else torch.Generator(device).manual_seed(s.seed + 7919 * (rank + 1))
     m = Member(r, data, source, build_parts(s, data, source.labels, device), model, gen, aug_gen,
@@ -291,34 +306,6 @@ def step_batch(background: tuple[torch.Tensor, torch.Tensor], fg_batches: Iterat
     return x, y, None
 
 
-@torch.no_grad()
-def evaluate(net: PackNet, tests: Sequence[tuple[Source, int, ShotGroups]],
-             ex: Execution | None = None) -> list[tuple[dict[str, float | None], list[float]]]:
-    """Top-1, many/medium/few and per-class accuracy of each member on its (balanced) test split, in the run's
-    precision; members that share a test split are evaluated in one pass of the pack."""
-    net.eval()
-    out: list[Any] = [None] * len(tests)
-    by_source: dict[int, list[int]] = {}
-    for j, (source, _, _) in enumerate(tests):
-        by_source.setdefault(id(source), []).append(j)
-    for idx in by_source.values():
-        source = tests[idx[0]][0]
-        autocast = autocast_of(ex, source.labels.device) if ex is not None else contextlib.nullcontext
-        preds: list[list[torch.Tensor]] = [[] for _ in idx]
-        targets = []
-        for x, y in source.test_batches():
-            with autocast():
-                outs = net(x.unsqueeze(0).expand(len(tests), *x.shape))
-            for pos, j in enumerate(idx):
-                preds[pos].append(logits_of(outs[j]).argmax(-1))
-            targets.append(y)
-        target = torch.cat(targets)
-        for pos, j in enumerate(idx):
-            out[j] = summarize(torch.cat(preds[pos]), target, tests[j][1], tests[j][2])
-    net.train()
-    return out
-
-
 PackState = tuple[dict[str, Any], dict[str, Any], dict[str, Any]]  # state dict, momentum buffers, SGD group
 
 
@@ -351,27 +338,18 @@ def _load_momentum(net: PackNet, optimizer: torch.optim.Optimizer, members: list
         optimizer.state[q] = {"momentum_buffer": torch.empty_like(q).copy_(t)}
 
 
-def _result(m: Member, model: nn.Module, info: dict[str, Any], t0: float, device: torch.device) -> FitResult:
-    timing = {"time/batch_s": time_per_batch(m.st.curve, m.s)}
+def _result(m: Member, model: nn.Module, info: dict[str, Any], t0: float, device: torch.device,
+            steps: int) -> FitResult:
+    timing, measured = timing_summary(m.st.curve, m.s, steps)
     return FitResult(
         last={**m.st.last, **timing}, best={**m.st.best, **timing}, best_epoch=m.st.best_epoch,
         per_class_last=m.st.pc_last, per_class_best=m.st.pc_best, curve=m.st.curve, wall_time_s=time.time() - t0,
         device=device_name(device), num_params=sum(q.numel() for q in m.model.parameters()),
         class_counts=m.data.class_counts, groups=m.parts.groups.sizes(), model=model,
-        execution=info)
+        execution=info, timing=measured)
 
 
 def steps_per_epoch(n: int, batch_size: int, cap: int | None) -> int:
     """ceil(n / batch) batches (the last one short, as drop_last=False), capped for smoke runs."""
     steps = math.ceil(n / batch_size)
     return steps if cap is None else min(steps, cap)
-
-
-def time_per_batch(curve: list[dict[str, Any]], s: RunSettings) -> float:
-    """Mean seconds per training batch (data wait + forward / backward / step) over the epochs where CMO would be
-    active (the same window for every row, so CE and CE + CMO compare like for like, Table 16); without such
-    epochs, every epoch but the first."""
-    e = s.train.epochs
-    window = [r for r in curve if s.mixer.start < r["epoch"] < e - s.mixer.end]
-    rows = window or curve[1:] or curve
-    return sum(r["train/time_per_batch_s"] for r in rows) / len(rows)

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from benchmark.backbones import backbones, build_backbone
+from benchmark.backbones.group_bn import use_bn_groups
 from benchmark.data.augment import augmentations
 from benchmark.data.base import LTData, datasets
 from benchmark.data.profile import ShotGroups, shot_groups
@@ -40,11 +41,26 @@ class Parts:
     mix_ctx: MixContext
 
 
-def build_model(s: RunSettings, num_classes: int) -> nn.Module:
-    """The run's backbone with the classifier head its loss needs (LDAM: the cosine classifier)."""
+def build_model(s: RunSettings, num_classes: int, world: int = 1) -> nn.Module:
+    """The run's backbone with the classifier head its loss needs (LDAM: the cosine classifier); with
+    `train.bn_groups` > 1 its BatchNorm layers normalise per chunk of the batch (bn_groups / world chunks on each of
+    `world` processes)."""
     head = {"cosine_head": True} if losses.get(s.method.loss).head == "cosine" else {}
-    return build_backbone(s.backbone.name, num_classes, num_experts=s.backbone.num_experts, **head,
-                          **(s.backbone.args or {}))
+    model = build_backbone(s.backbone.name, num_classes, num_experts=s.backbone.num_experts, **head,
+                           **(s.backbone.args or {}))
+    return use_bn_groups(model, bn_groups_per_process(s, world))
+
+
+def bn_groups_per_process(s: RunSettings, world: int) -> int:
+    """BatchNorm chunks of each process's share of the batch: `train.bn_groups` split over the processes (DDP keeps
+    per-process statistics, so 4 groups over 4 processes is one BatchNorm batch each). The default 1 is one
+    BatchNorm batch per process, whatever their number (no SyncBN)."""
+    if s.train.bn_groups == 1:
+        return 1
+    if s.train.bn_groups % world:
+        raise ValueError(f"train.bn_groups {s.train.bn_groups} is not a multiple of the {world} processes of the run; "
+                         f"set it to a multiple of --gpus-per-run")
+    return s.train.bn_groups // world
 
 
 def build_parts(s: RunSettings, data: LTData, labels: torch.Tensor, device: torch.device) -> Parts:

@@ -13,8 +13,9 @@ from torch import nn
 from benchmark.data.profile import shot_groups
 from benchmark.data.samplers import SamplerContext, samplers
 from benchmark.engine.checkpoint import TrainState
+from benchmark.engine.evaluation import evaluate
 from benchmark.engine.fused import PackNet
-from benchmark.engine.loop import FitResult, evaluate, steps_per_epoch
+from benchmark.engine.loop import FitResult, steps_per_epoch
 from benchmark.engine.parts import make_source
 from benchmark.engine.runtime import device_name, resolve_device
 from benchmark.methods.las import LabelAwareSmoothing

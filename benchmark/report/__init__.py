@@ -16,6 +16,7 @@ from benchmark.report.latex import to_latex
 from benchmark.report.layout import add_baseline_deltas, block_row_name, provenance, row_blocks
 from benchmark.report.plots import mark_figure, plot_cells
 from benchmark.report.tables import cell_frame, to_markdown
+from benchmark.report.timing import plot_timing, timing_markdown
 from benchmark.run.records import load_records
 
 # figure name suffix -> function(spec, cells) -> Figure | None (None: nothing to draw for this suite)
@@ -44,6 +45,15 @@ def build_report(spec: SuiteSpec, results_dir: Path, out_dir: Path, *, overrides
     """
     runs = plan(spec, seeds=seeds, overrides=overrides, smoke=smoke)
     records = {r.run_id: r for r in load_records(results_dir, spec.suite)}
+    if spec.timed:  # Table 16: data wait and step time per method, the paper's orientation
+        frame = cell_frame(spec, runs, records)
+        name = spec.suite + ("-smoke" if smoke else "")
+        text = timing_markdown(spec, frame, n_records=sum(r.run_id in records for r in runs), n_planned=len(runs))
+        stem = out_dir / name
+        md = atomic_write(stem.with_suffix(".md"), lambda p: Path(p).write_text(text))
+        csv = atomic_write(stem.with_suffix(".csv"), lambda p: frame.to_csv(p, index=False, float_format="%.4f"))
+        png = atomic_write(stem.with_suffix(".png"), lambda p: plot_timing(spec, frame, p))
+        return ReportFiles(md, csv, png, text, None, [png])
     used = [records[r.run_id] for r in runs if r.run_id in records]
     prov = provenance(spec, plan(spec, seeds=seeds), used, overrides, smoke)
     frame = add_baseline_deltas(spec, cell_frame(spec, runs, records))

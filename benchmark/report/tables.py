@@ -11,7 +11,7 @@ from benchmark.config.suite import RowSpec, RunSpec, SuiteSpec
 from benchmark.run.records import RunRecord
 
 METRIC_LABELS = {"acc/all": "All", "acc/many": "Many", "acc/medium": "Med", "acc/few": "Few",
-                 "time/batch_s": "s/batch"}
+                 "time/batch_s": "s/batch", "time/data_wait_s": "data wait s/batch", "time/step_s": "step s/batch"}
 
 
 def paper_value(row: RowSpec, metric: str, column: str | None, first_metric: str) -> float | None:
@@ -66,7 +66,8 @@ def _present(v: Any) -> bool:
     return v is not None and not pd.isna(v)
 
 
-def _ours(c: pd.Series, digits: int = 1) -> str:
+def ours_text(c: pd.Series, digits: int = 1) -> str:
+    """A reproduced cell: mean ± std (n), or why there is none."""
     if c["cited"]:
         return "cited"
     if c["n"] == 0 and c["n_done"] > 0:
@@ -120,7 +121,7 @@ def to_markdown(spec: SuiteSpec, frame: pd.DataFrame, n_records: int, n_planned:
                 sel = rows[(rows["metric"] == m) & (rows["column"].isna() if c is None else rows["column"] == c)]
                 cell = sel.iloc[0]
                 d = _digits(m)
-                cells += [_paper(cell, d), _ours(cell, d)]
+                cells += [_paper(cell, d), ours_text(cell, d)]
                 if comparable:
                     cells.append("" if cell["cited"] else _fmt(cell["delta"], signed=True, digits=d))
             lines.append("| " + " | ".join(cells) + " |")

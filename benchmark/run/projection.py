@@ -245,7 +245,10 @@ def count_plan(mp: MultiPlan) -> PlanCounts:
 
 
 def pack_size(mp: MultiPlan, jobs: list[Any], runs_per_gpu: int | None) -> PackSize:
-    """K for the packs: --runs-per-gpu, else the auto size on this machine's GPU, else 16 for a CUDA projection."""
+    """K for the packs: 1 for suites timed in one process, --runs-per-gpu, else the auto size on this machine's GPU,
+    else 16 for a CUDA projection."""
+    if any(spec.timed for spec, _ in mp.suites):
+        return PackSize(k=1, source="a timed suite: one run at a time in one process")
     if runs_per_gpu is not None:
         return PackSize(k=runs_per_gpu, source="--runs-per-gpu")
     try:

@@ -134,7 +134,8 @@ def done_record(base: dict[str, Any], r: RunSpec, data: LTData, tracker: Tracker
                     best_epoch=res.best_epoch,
                     per_class={"last": res.per_class_last, "best": res.per_class_best},
                     class_counts=res.class_counts, shot_groups=res.groups, curve=res.curve,
-                    wall_time_s=res.wall_time_s, num_params=res.num_params, tracker=tracker.info(), **base)
+                    wall_time_s=res.wall_time_s, num_params=res.num_params, tracker=tracker.info(),
+                    timing=res.timing or None, **base)
     return _close(tracker, rec, summary, per_class)
 
 

@@ -41,6 +41,9 @@ class RunRecord(BaseModel):
     shot_groups: dict[str, int] = Field(default_factory=dict)  # group sizes
     curve: list[dict[str, Any]] = Field(default_factory=list)  # one row per epoch
     wall_time_s: float | None = None
+    # where a training batch's time goes, over the timing window (CMO's active epochs): data_wait_s_per_batch,
+    # step_s_per_batch, batch_s_per_batch, batches, step_samples, epochs, how measured; None in older records
+    timing: dict[str, Any] | None = None
     num_params: int | None = None
     error: str | None = None  # failed runs: the exception and the traceback's last lines
     environment: dict[str, Any] = Field(default_factory=dict)

@@ -43,6 +43,7 @@ def run_suites(suites: list[tuple[SuiteSpec, Path]], *, seeds: list[int] | None 
     (`benchmark.run.planning`). Outcomes come in plan order, one per planned run.
     """
     results_dir = Path(results_dir).absolute()  # relative: to the working directory (workers get absolute paths)
+    executor = timed_executor(suites, executor) or executor  # before anything is written
     runs = plan_suites(suites, seeds=seeds, overrides=overrides, smoke=smoke, rows=rows)
     mp = resolve_plan(suites, runs, results_dir, retry_failed=retry_failed, force=force)
     outcomes = {o.path: o for o in planned_outcomes(mp)}
@@ -54,6 +55,8 @@ def run_suites(suites: list[tuple[SuiteSpec, Path]], *, seeds: list[int] | None 
             outcomes[p.path] = _linked_outcome(p, write_link(p, p.source, results_dir, retry_failed=retry_failed,
                                                                 force=force))
     jobs = [RunJob(p.run, p.path, tracker, retry_failed, force) for p in mp.primaries]
+    if any(spec.timed for spec, _ in suites):  # rows alternate (seed 0's CE, CE + CMO, then seed 1's): drift is shared
+        jobs.sort(key=lambda j: j.run.seed)
     if jobs:
         if executor is None:
             executor = InlineExecutor()
@@ -74,6 +77,18 @@ def run_suites(suites: list[tuple[SuiteSpec, Path]], *, seeds: list[int] | None 
                 why = "failed" if st == "failed" else outcomes[primary.path].status
                 outcomes[f.path] = RunOutcome(f.run, RunState.PENDING, f.path, detail=f"{primary.label}: {why}")
     return list(outcomes.values())
+
+
+def timed_executor(suites: list[tuple[SuiteSpec, Path]], executor: Any) -> InlineExecutor | None:
+    """For suites whose rows are timed against each other: this process, one run at a time (no packs); None for
+    others. Another executor would spread the rows over processes, GPUs or nodes: a SuiteError."""
+    timed = [spec.suite for spec, _ in suites if spec.timed]
+    if not timed:
+        return None
+    if executor is not None and not isinstance(executor, InlineExecutor):
+        raise SuiteError(f"suite {timed[0]} times its rows against each other in one process: run it with "
+                         f"--executor inline (the default)")
+    return InlineExecutor(pack=1)
 
 
 def planned_outcomes(mp: Any) -> list[RunOutcome]:

@@ -112,6 +112,10 @@ class TrainSettings(Strict):
         "tensor", description="tensor: split on the device, batched augmentation; reference: DataLoader workers")
     workers: int = Field(4, ge=0, description="DataLoader workers (reference pipeline and file datasets)")
     steps_per_epoch: int | None = Field(None, gt=0, description="cap on batches per epoch (smoke runs)")
+    bn_groups: int = Field(1, ge=1, le=64, description="BatchNorm statistics per this many chunks of each batch (the "
+                                                       "reference's nn.DataParallel GPUs; running statistics from "
+                                                       "chunk 0); with DDP, bn_groups / processes chunks per process "
+                                                       "(1: one BatchNorm batch per process)")
     device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
     precision: Literal["auto", "fp32", "bf16"] = Field(
         "auto", description="forward under bf16 autocast (losses and weights fp32); auto: bf16 on CUDA, fp32 on CPU")
@@ -176,6 +180,8 @@ class RunSettings(Strict):
         out = self.model_dump(mode="json", exclude=_NOT_IDENTITY, exclude_none=True)  # new optional fields keep ids
         if self.train.precision != "auto":
             out["train"]["precision"] = self.train.precision
+        if self.train.bn_groups == 1:  # the default (one BatchNorm batch): runs from before the setting keep their ids
+            del out["train"]["bn_groups"]
         if self.method.mixer != "remix":  # settings of one mixer: other runs keep their ids
             del out["mixer"]["remix_labels"]
         if self.method.mixer not in ("cmo_back", "cmo_minor"):
@@ -202,7 +208,7 @@ _NOT_IDENTITY: dict[str, Any] = {"data": {"root", "download"},
 
 # The train settings that runs trained together in one pack share: the step's batch shape and count, the optimiser
 # and schedule, the execution. Everything else (loss, rule, mixer, samplers, seed, backbone, data) may differ.
-PACK_SHARED_TRAIN = frozenset({"epochs", "batch_size", "steps_per_epoch", "lr", "momentum", "weight_decay",
+PACK_SHARED_TRAIN = frozenset({"epochs", "batch_size", "steps_per_epoch", "bn_groups", "lr", "momentum", "weight_decay",
                                "nesterov", "schedule", "warmup_epochs", "milestones", "gamma", "device", "precision",
                                "channels_last", "cuda_graph", "compile", "checkpoint_every_s"})
 
