@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from benchmark.cli_data import file_bench_cmd, register
 from benchmark.config.suite import REPO_ROOT, SuiteError, list_suite_names, load_suite, parse_set, plan
 from benchmark.schema.registry import UnknownComponentError
 
@@ -23,6 +24,7 @@ data_app = typer.Typer(no_args_is_help=True, help="Inspect datasets.")
 app.add_typer(suites_app, name="suites")
 app.add_typer(run_app, name="run")
 app.add_typer(data_app, name="data")
+register(data_app)  # data synth / prepare / check
 console = Console()
 err = Console(stderr=True)
 
@@ -374,11 +376,15 @@ def bench_cmd(
     steps: Annotated[int | None, typer.Option("--steps", help="Measured steps per variant.")] = None,
     compile: Annotated[bool | None, typer.Option("--compile/--no-compile", help="Also time the loop under "
                                                  "torch.compile (default: on CUDA).")] = None,
+    dataset: Annotated[str | None, typer.Option(help="imagenet_lt|inat2018: PIL vs gpu_decode input pipelines")] = None,
+    data_root: Annotated[Path | None, typer.Option(help="With --dataset: its root (default: synthetic JPEGs)")] = None,
 ) -> None:
     """Images/s of the reference-style loop vs the fast path vs packed runs (CIFAR-100-LT shape, ResNet-32,
     CE + CMO), measured side by side in one process, with ratios and projected minutes per run and suite."""
     from benchmark.tools.bench import bench_main
 
+    if dataset is not None:
+        return file_bench_cmd(dataset, data_root, device, steps, out, as_json)
     result = bench_main(device=device, json_out=str(out) if out else None, ks=ks, steps=steps, compile=compile)
     if as_json:
         print(json.dumps(result, indent=1, default=str))
