@@ -140,3 +140,16 @@ def test_the_real_test_lists_match_the_expected_statistics() -> None:
         assert st["classes"] == PAPER[kind]["classes"] and st["test_per_class"] == PAPER[kind]["test_per_class"]
     _, y = read_split(SPLITS / "ImageNet_LT_val.txt")  # the LT val list: 20 per class from the train folder
     assert np.bincount(y).tolist() == [20] * 1000
+
+
+def test_cli_synth_prepare_check_round_trip(tmp_path: Path) -> None:
+    run = CliRunner().invoke
+    res = run(app, ["data", "synth", "inat2018", "--root", str(tmp_path), "--classes", "4", "--max-per-class", "7",
+                    "--min-per-class", "2", "--size", "32"])
+    assert res.exit_code == 0 and "data.num_classes=4" in res.output
+    assert run(app, ["data", "prepare", "inat2018", "--root", str(tmp_path)]).exit_code == 0
+    res = run(app, ["data", "check", "inat2018", "--root", str(tmp_path), "--expect", "synthetic", "--json"])
+    doc = json.loads(res.output)
+    assert res.exit_code == 0 and doc["problems"] == [] and doc["stats"]["max"] == 7 and doc["stats"]["classes"] == 4
+    bad = run(app, ["data", "synth", "inat2018", "--root", str(tmp_path / "x"), "--min-per-class", "50"])
+    assert bad.exit_code == 2 and bad.output.count("error:") == 1

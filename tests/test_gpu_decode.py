@@ -15,6 +15,7 @@ from torchvision.transforms.v2 import functional as TF
 
 from benchmark.config.catalog import load_dataset
 from benchmark.config.choices import choices_for
+from benchmark.data.base import DataError
 from benchmark.data.gpu_decode import GpuDecodeSource, crop_area_fractions, resize_crop, rrc_boxes
 from benchmark.data.prepare import prepare
 from benchmark.data.sources import LoaderSource
@@ -161,3 +162,13 @@ def test_reference_workers_persist_across_epochs(inat_root: Path) -> None:
         seen.append((loader, loader._iterator))
     assert seen[0][0] is seen[1][0] and seen[0][1] is seen[1][1]  # the same loader and worker processes
     assert loader.persistent_workers
+
+
+def test_a_missing_image_is_named(inat_root: Path, tmp_path: Path) -> None:
+    s = settings(inat_root, "gpu_decode")
+    data = load_dataset(s.data)
+    src = GpuDecodeSource(data, torch.device("cpu"), threads=1)
+    src.root = tmp_path  # nothing there
+    batch = next(src.batches(torch.arange(4), 4, 1, torch.Generator().manual_seed(0)))
+    with pytest.raises(DataError, match=f"image {tmp_path}/.*cannot be read .*No such file or directory"):
+        batch()

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as nnf
 from torchvision.io import ImageReadMode, decode_image, decode_jpeg, read_file
 
+from benchmark.data.base import DataError
 from benchmark.data.device_ops import ColorJitter, hflip
 from benchmark.data.pipeline import host_to_device
 from benchmark.data.split_lists import FileLTData
@@ -114,7 +115,15 @@ class GpuDecodeSource:
 
     def read(self, paths: list[str], idx: list[int]) -> list[Tensor]:
         """The raw bytes of the images `idx` (uint8 1-D CPU tensors)."""
-        return [read_file(str(self.root / paths[i])) for i in idx]
+        out = []
+        for i in idx:
+            p = self.root / paths[i]
+            try:
+                out.append(read_file(str(p)))
+            except RuntimeError as e:
+                raise DataError(f"image {p} cannot be read (listed as {paths[i]!r} under root {self.root}; "
+                                f"{str(e).rsplit(', ', 1)[-1]})") from None
+        return out
 
     def decode(self, data: list[Tensor]) -> list[Tensor]:
         """Batched JPEG decode on the device (RGB uint8 CHW); a batch the decoder refuses (a PNG or CMYK file among

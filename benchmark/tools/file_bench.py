@@ -22,9 +22,9 @@ from benchmark.schema.settings import RunSettings
 from benchmark.tools.bench import BenchConfig, time_loop
 
 PIPELINES = ("reference", "gpu_decode")
-# The default synthetic sets: on CUDA ImageNet-sized JPEGs (about 400 x 350) in a few thousand files; on the CPU a
-# few hundred small ones (seconds in all).
-SYNTH_CUDA = {"classes": 100, "max_per_class": 100, "min_per_class": 5, "test_per_class": 2, "size": 400}
+# The default synthetic sets: on CUDA 7,726 ImageNet-sized JPEGs (about 400 x 350) of 1000 classes (more than 21
+# full batches of 256: every timed step is a full batch); on the CPU 122 small ones (seconds in all).
+SYNTH_CUDA = {"classes": 1000, "max_per_class": 60, "min_per_class": 5, "test_per_class": 1, "size": 400}
 SYNTH_CPU = {"classes": 20, "max_per_class": 30, "min_per_class": 2, "test_per_class": 1, "size": 96}
 
 
@@ -46,9 +46,10 @@ def time_input(s: RunSettings, data: FileLTData, steps: int, device: torch.devic
     (after one untimed batch that starts workers / threads)."""
     source = make_source(s, data, device)
     bs = s.train.batch_size
-    order = torch.randperm(len(data.train_y), generator=torch.Generator().manual_seed(0)).to(device)
+    n = len(data.train_y)
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(0)).repeat(-(-(steps + 1) * bs // n))
     gen = torch.Generator(device).manual_seed(0)
-    it = source.batches(order.repeat(steps + 1), bs, steps + 1, gen)
+    it = source.batches(order.to(device), bs, steps + 1, gen)
     next(it)()
     t0 = time.perf_counter()
     for batch in it:
