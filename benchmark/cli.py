@@ -13,6 +13,7 @@ from rich.table import Table
 
 from benchmark.cli_data import file_bench_cmd, register
 from benchmark.config.suite import REPO_ROOT, SuiteError, list_suite_names, load_suite, parse_set, plan
+from benchmark.run.states import RunState
 from benchmark.schema.registry import UnknownComponentError
 
 app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, add_completion=False,
@@ -194,7 +195,7 @@ def run_suite_cmd(
             fail(str(e))
         raise
     console.print(outcome_table(suites, outcomes))
-    if any(o.status == "failed" for o in outcomes):
+    if any(o.state == RunState.FAILED for o in outcomes):
         raise typer.Exit(1)
 
 
@@ -290,8 +291,8 @@ def status_cmd(name: SuiteArg, results_dir: ResultsOpt = REPO_ROOT / "results", 
     counts: dict[str, int] = {}
     for r in runs:
         st = run_status(record_path(results_dir, r.suite, r.cell, r.run_id), r.run_id, queue)
-        counts[st.split(" ")[0]] = counts.get(st.split(" ")[0], 0) + 1
-        t.add_row(r.run_id, r.row + (f" [{r.column}]" if r.column else ""), str(r.seed), st)
+        counts[st.state.value] = counts.get(st.state.value, 0) + 1
+        t.add_row(r.run_id, r.row + (f" [{r.column}]" if r.column else ""), str(r.seed), str(st))
     console.print(t)
     console.print(", ".join(f"{k}: {v}" for k, v in sorted(counts.items())), highlight=False)
 

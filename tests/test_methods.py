@@ -173,7 +173,7 @@ def test_foreground_sampler_override_and_loss_args() -> None:
     beta = (n.sum() - 1) / n.sum()
     assert torch.allclose(p.foreground.weights, ((1 - beta) / (1 - beta ** n))[labels])  # E(k), not q(r)
     assert p.criterion.diversity_factor == -0.2
-    with pytest.raises(SuiteError, match="not options of loss 'ce'"):
+    with pytest.raises(SuiteError, match="method.loss_args: 'diversity_factor' is not an option of loss 'ce'"):
         check_components(s.model_copy(update={"method": s.method.model_copy(update={"loss": "ce"}),
                                               "backbone": s.backbone.model_copy(update={"name": "resnet32_cifar"})}))
     with pytest.raises(SuiteError, match="has no foreground stream"):

@@ -20,6 +20,7 @@ from benchmark.run.planning import PlannedRun, run_key, write_link
 from benchmark.run.profiles import interpolate, load_profile, parse_profile, save_profile
 from benchmark.run.projection import DryRunPlan
 from benchmark.run.records import RunRecord, read_record, record_path, write_record
+from benchmark.run.states import RunState
 from tests.conftest import TINY_SUITE, write_cifar
 
 runner = CliRunner()
@@ -192,9 +193,10 @@ def test_a_link_never_overwrites_a_finished_record_of_another_run(tmp_path: Path
     before = target.read_text()
     item = PlannedRun(baseline, target, run_key(baseline), "link")
     status = write_link(item, src, res, force=True)
-    assert status == "skipped (done record of someone-else kept)" and target.read_text() == before
+    assert str(status) == "skipped (done record of someone-else kept)"
+    assert status.state == RunState.SKIPPED and target.read_text() == before
     target.unlink()
-    assert write_link(item, src, res).startswith("reused (a/")
+    assert str(write_link(item, src, res)).startswith("reused (a/")
     assert read_record(target).reused_from["run_id"] == ce.run_id and not list(target.parent.glob(".*.tmp"))
 
 
@@ -302,7 +304,7 @@ def test_dry_run_default_k_and_text(tmp_path: Path, monkeypatch: pytest.MonkeyPa
         assert data["pack_size"]["k"] == 16 and "no GPU" in data["pack_size"]["source"]
     assert data["profile"]["source"] == "committed" and data["profile"]["file"].endswith("bench-h100.json")
     text = runner.invoke(app, args)
-    assert text.exit_code == 0 and "distinct runs            3" in text.output and "shares a/ce-s0-" in text.output
+    assert text.exit_code == 0 and "distinct runs            3" in text.output and "shares (a/ce-s0-" in text.output
     assert "projected GPU-hours" in text.output and "bench-h100.json" in text.output
 
 

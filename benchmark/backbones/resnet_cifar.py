@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 from torch import nn
 
+from benchmark.backbones.spec import BackboneSpec, backbones
 from benchmark.data.base import CIFAR_MEAN, CIFAR_STD
 
 
@@ -56,7 +57,7 @@ class ResNetCifar(nn.Module):
     """3 stages of (depth - 2) / 6 BasicBlocks, widths 16/32/64, global pooling, linear or cosine head."""
 
     def __init__(self, depth: int = 32, num_classes: int = 100, in_chans: int = 3, cosine_head: bool = False,
-                 widths: tuple[int, int, int] = (16, 32, 64), **_: Any) -> None:
+                 widths: tuple[int, int, int] = (16, 32, 64)) -> None:
         super().__init__()
         n = (depth - 2) // 6
         self.num_classes = num_classes
@@ -114,3 +115,7 @@ default_cfgs = generate_default_cfgs({
 def resnet32_cifar(pretrained: bool = False, **kwargs: Any) -> ResNetCifar:
     """ResNet-32 of LDAM-DRW / CMO (0.46M parameters); `cosine_head=True` for LDAM."""
     return build_model_with_cfg(ResNetCifar, "resnet32_cifar", pretrained, depth=32, **kwargs)
+
+
+backbones.register("resnet32_cifar", "ResNet-32 of LDAM-DRW/CMO for 32x32 inputs (option-A shortcuts; cosine head "
+                                     "for LDAM)")(BackboneSpec(own_cosine_head=True))

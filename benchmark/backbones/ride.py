@@ -13,6 +13,7 @@ from torch import nn
 from torchvision.models.resnet import Bottleneck
 
 from benchmark.backbones.resnet_cifar import BasicBlock, NormedLinear
+from benchmark.backbones.spec import BackboneSpec, backbones
 from benchmark.data.base import CIFAR_MEAN, CIFAR_STD
 
 
@@ -160,3 +161,9 @@ def ride_resnet32(pretrained: bool = False, **kwargs: Any) -> RIDEResNetCifar:
 def ride_resnet50(pretrained: bool = False, **kwargs: Any) -> RIDEResNet:
     """RIDE ResNet-50 (num_experts=3, reduce_dimension=True: layer3/layer4 planes 192/384, cosine heads x 30)."""
     return build_model_with_cfg(RIDEResNet, "ride_resnet50", pretrained, layers=(3, 4, 6, 3), **kwargs)
+
+
+backbones.register("ride_resnet32", "RIDE ResNet-32: shared stem + stage 1, 3 experts with own 24/48-wide stages, "
+                                    "cosine heads x30")(BackboneSpec(expert_heads=True))
+backbones.register("ride_resnet50", "RIDE ResNet-50: shared stem + layer1-2, 3 experts with own layer3-4 (192/384 "
+                                    "planes), cosine x30")(BackboneSpec(expert_heads=True))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
-from benchmark.backbones import BACKBONE_DESCRIPTIONS
+from benchmark.backbones import backbones
 from benchmark.data.augment import augmentations
 from benchmark.data.base import LTData, datasets
 from benchmark.data.samplers import samplers
@@ -23,8 +23,7 @@ class DataOptionError(ValueError):
 def registries() -> dict[str, list[tuple[str, str]]]:
     """Registry name -> [(component name, one-line description)]."""
     out = {r.kind: [(e.name, e.description + capability_note(e.packable, e.graph_safe)) for e in r]
-           for r in (datasets, losses, rules, mixers, samplers, schedules, augmentations)}
-    out["backbones"] = sorted(BACKBONE_DESCRIPTIONS.items())
+           for r in (datasets, backbones, losses, rules, mixers, samplers, schedules, augmentations)}
     return out
 
 

@@ -49,7 +49,7 @@ class RowSpec(Strict):
     """One table row: display name as in the paper, method axes, overrides and the paper's values."""
 
     name: str = Field(min_length=1)
-    method: dict[str, str] = Field(default_factory=dict, description="loss / rule / mixer")
+    method: dict[str, Any] = Field(default_factory=dict, description="loss / rule / mixer, and their *_args")
     set: dict[str, Any] = Field(default_factory=dict, description="overrides, nested or dotted keys")
     paper: dict[str, Any] = Field(default_factory=dict, description="metric -> value, or column -> {metric}")
     cited: bool = Field(False, description="the paper copies this row from another paper: never run")
@@ -57,10 +57,15 @@ class RowSpec(Strict):
 
     @field_validator("method")
     @classmethod
-    def _axes(cls, v: dict[str, str]) -> dict[str, str]:
-        bad = set(v) - {"loss", "rule", "mixer"}
+    def _axes(cls, v: dict[str, Any]) -> dict[str, Any]:
+        axes = {"loss", "rule", "mixer"}
+        bad = set(v) - axes - {f"{a}_args" for a in axes}
         if bad:
-            raise ValueError(f"unknown method axis {sorted(bad)}; use loss, rule, mixer")
+            raise ValueError(f"unknown method axis {sorted(bad)}; use loss, rule, mixer (options in loss_args, "
+                             f"rule_args, mixer_args)")
+        for k, val in v.items():
+            if not isinstance(val, dict if k.endswith("_args") else str):
+                raise ValueError(f"method.{k} must be {'a mapping' if k.endswith('_args') else 'a component name'}")
         return v
 
 

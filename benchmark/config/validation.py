@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import fnmatch
-import inspect
+from typing import Any
 
-from benchmark.backbones import check_backbone, supports_cosine_head
+import torch
+
+from benchmark.backbones import backbone_spec, build_backbone, check_backbone, supports_cosine_head
 from benchmark.config.catalog import DataOptionError, dataset_options
 from benchmark.config.suite import RunSpec, SuiteError
 from benchmark.data.augment import augmentations
@@ -15,14 +17,49 @@ from benchmark.methods.losses import losses
 from benchmark.methods.mixers import mixers
 from benchmark.methods.rules import rules
 from benchmark.methods.schedules import schedules
-from benchmark.schema.registry import UnknownComponentError
+from benchmark.schema.registry import ComponentArgsError, Registry, UnknownComponentError
 from benchmark.schema.settings import RunSettings
+
+
+# Each component axis and its one `args` mapping: (registry, the component's name, the field, its value).
+def component_args(s: RunSettings) -> list[tuple[Registry[Any], str, str, dict[str, Any] | None]]:
+    return [(losses, s.method.loss, "method.loss_args", s.method.loss_args),
+            (rules, s.method.rule, "method.rule_args", s.method.rule_args),
+            (mixers, s.method.mixer, "method.mixer_args", s.method.mixer_args),
+            (samplers, s.train.sampler, "train.sampler_args", s.train.sampler_args),
+            (schedules, s.train.schedule, "train.schedule_args", s.train.schedule_args)]
+
+
+SCHEDULE_FIELDS = ("warmup_epochs", "milestones", "gamma")  # schedule options with fields of their own
+
+
+def check_component_args(s: RunSettings) -> None:
+    """Every `*_args` key is an option its component declares; the backbone's go to timm, tried on the meta device."""
+    for registry, name, field, args in component_args(s):
+        try:
+            registry.check_args(name, args, field)
+        except ComponentArgsError as e:
+            raise SuiteError(str(e)) from None
+    taken = [k for k in s.train.schedule_args or {} if k in SCHEDULE_FIELDS]
+    if taken:
+        raise SuiteError(f"train.schedule_args: set {taken[0]} with train.{taken[0]}, not in schedule_args")
+    spec = backbone_spec(s.backbone.name)
+    if s.backbone.num_experts is not None and not spec.expert_heads:
+        raise SuiteError(f"backbone.num_experts is for multi-expert backbones (ride_*), not '{s.backbone.name}': "
+                         f"remove it")
+    if s.backbone.args:
+        try:
+            with torch.device("meta"):
+                build_backbone(s.backbone.name, 10, **s.backbone.args)
+        except TypeError as e:
+            raise SuiteError(f"backbone.args: timm model '{s.backbone.name}' does not take them ({e})") from None
 
 
 def check_components(s: RunSettings) -> None:
     """Resolve every component name of a run; raise UnknownComponentError / SuiteError on the first problem."""
     datasets.entry(s.data.name)
     loss = losses.get(s.method.loss)
+    check_backbone(s.backbone.name)
     rules.entry(s.method.rule)
     mixers.entry(s.method.mixer)
     schedules.entry(s.train.schedule)
@@ -32,12 +69,7 @@ def check_components(s: RunSettings) -> None:
         fg = mixers.get(s.method.mixer).foreground
         if fg in (None, "self"):
             raise SuiteError(f"mixer.foreground is set but mixer '{s.method.mixer}' has no foreground stream")
-    if s.method.loss_args:
-        accepted = inspect.signature(loss.build).parameters
-        bad = [k for k in s.method.loss_args if k not in accepted or k == "ctx"]
-        if bad:
-            raise SuiteError(f"method.loss_args {bad} are not options of loss '{s.method.loss}' "
-                             f"(options: {[k for k in accepted if k != 'ctx'] or 'none'})")
+    check_component_args(s)
     augmentations.entry(s.train.augment)
     try:  # a schedule refuses settings it would ignore
         schedules.get(s.train.schedule)(epochs=s.train.epochs, warmup_epochs=s.train.warmup_epochs,

@@ -231,7 +231,7 @@ class RandAugment:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# The two 400-epoch pipelines (spec §3.3)
+# The two 400-epoch pipelines (naver-ai/cmo: cifar_train.py / imbalance_cifar.py, util/randaugment.py)
 
 
 class StrongBatch:

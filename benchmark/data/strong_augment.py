@@ -1,4 +1,4 @@
-"""Strong 400-epoch train augmentations (spec §3.3): batched `cifar_strong` / `imagenet_strong`, PIL `*_pil`."""
+"""Strong 400-epoch augmentations (naver-ai/cmo, after PaCo): batched `cifar_strong` / `imagenet_strong`, PIL `*_pil`"""
 
 # Registered names: `cifar_strong` and `imagenet_strong` are the batched device versions (device_augment.py, whose
 # header lists how they differ from these PIL pipelines); `cifar_strong_pil` and `imagenet_strong_pil` are the

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from benchmark.backbones import build_backbone
+from benchmark.backbones import backbones, build_backbone
 from benchmark.data.augment import augmentations
 from benchmark.data.base import LTData, datasets
 from benchmark.data.gpu_decode import GpuDecodeSource
@@ -44,14 +44,16 @@ class Parts:
 def build_model(s: RunSettings, num_classes: int) -> nn.Module:
     """The run's backbone with the classifier head its loss needs (LDAM: the cosine classifier)."""
     head = {"cosine_head": True} if losses.get(s.method.loss).head == "cosine" else {}
-    return build_backbone(s.backbone.name, num_classes, num_experts=s.backbone.num_experts, **head)
+    return build_backbone(s.backbone.name, num_classes, num_experts=s.backbone.num_experts, **head,
+                          **(s.backbone.args or {}))
 
 
 def build_parts(s: RunSettings, data: LTData, labels: torch.Tensor, device: torch.device) -> Parts:
     """Compose schedule, loss, rule, mixer and samplers from the registries."""
     counts, reweight = data.class_counts, reweight_epoch_of(s, data)
     lr_factor = schedules.get(s.train.schedule)(epochs=s.train.epochs, warmup_epochs=s.train.warmup_epochs,
-                                                milestones=s.train.milestones, gamma=s.train.gamma)
+                                                milestones=s.train.milestones, gamma=s.train.gamma,
+                                                **(s.train.schedule_args or {}))
     mixer = mixers.get(s.method.mixer)
     sctx = SamplerContext(labels, counts, s.mixer.fg_power, s.mixer.q_semantics)
     groups = shot_groups(counts, s.eval.many_above, s.eval.few_below)
@@ -61,15 +63,21 @@ def build_parts(s: RunSettings, data: LTData, labels: torch.Tensor, device: torc
         lr_factor=lr_factor,
         criterion=losses.get(s.method.loss).build(LossContext(counts, s.train.epochs, reweight),
                                                   **(s.method.loss_args or {})).to(device),
-        rule=rules.get(s.method.rule)(RuleContext(counts, s.train.epochs, reweight)),
+        rule=rules.get(s.method.rule)(RuleContext(counts, s.train.epochs, reweight), **(s.method.rule_args or {})),
         mixer=mixer,
-        background=samplers.get(background_sampler(s))(sctx),
-        foreground=samplers.get(foreground_sampler(s))(sctx) if foreground_sampler(s) else None,
-        background_outside=samplers.get(s.train.sampler)(sctx)
+        background=make_sampler(s, background_sampler(s), sctx),
+        foreground=make_sampler(s, fg, sctx) if (fg := foreground_sampler(s)) else None,
+        background_outside=make_sampler(s, s.train.sampler, sctx)
         if s.mixer.background_window == "window" and background_sampler(s) != s.train.sampler else None,
         groups=groups,
-        mix_ctx=MixContext(s.mixer.alpha, torch.tensor(counts, device=device), minority, data.mean, data.std),
+        mix_ctx=MixContext(s.mixer.alpha, torch.tensor(counts, device=device), minority, data.mean, data.std,
+                           mixer.resolve(s.method.mixer_args)),
     )
+
+
+def make_sampler(s: RunSettings, name: str, ctx: SamplerContext) -> Sampler:
+    """A stream's sampler; `train.sampler_args` go to the sampler named by `train.sampler` wherever it is used."""
+    return samplers.get(name)(ctx, **(s.train.sampler_args or {} if name == s.train.sampler else {}))
 
 
 def background_sampler(s: RunSettings) -> str:
@@ -93,7 +101,8 @@ def capability_blocker(s: RunSettings, flag: str) -> str | None:
     """
     if flag == "graph_safe":
         return None if losses.entry(s.method.loss).graph_safe else f"loss {s.method.loss}"
-    named = [("loss", losses, s.method.loss), ("mixer", mixers, s.method.mixer), ("rule", rules, s.method.rule),
+    named = [("backbone", backbones, s.backbone.name)] if s.backbone.name in backbones else []
+    named += [("loss", losses, s.method.loss), ("mixer", mixers, s.method.mixer), ("rule", rules, s.method.rule),
              ("sampler", samplers, background_sampler(s)), ("augmentation", augmentations, s.train.augment),
              ("dataset", datasets, s.data.name)]
     fg = foreground_sampler(s)

@@ -1,11 +1,12 @@
 """Table 12's "CMO w/ Gaussian blur / colour jitter": minority foreground samples augmented and appended."""
 
-# Operational definition (spec §4.11, settled by §12 item 3 and the paper's appendix): classes are split into a
-# majority (many-shot) and a minority group (medium + few shot, `MixContext.minority`, from the suite's shot
-# thresholds); minority images are augmented and those classes are oversampled. Here, when the mixer fires (same
-# probability and active window as CMO), the foreground batch is drawn from the sampler 'q' (class-balanced with the
-# default r = 1, the CMO stream), its majority-class samples are dropped, the minority ones are augmented and
-# appended to the background batch as extra samples with their own labels (lam = 1: no mixing, no background).
+# Operational definition (not in the official naver-ai/cmo code; from the paper's Table 12 text and appendix): classes
+# are split into a majority (many-shot) and a minority group (medium + few shot, `MixContext.minority`, from the
+# suite's shot thresholds); minority images are augmented and those classes are oversampled. Here, when the mixer
+# fires (same probability and active window as CMO), the foreground batch is drawn from the sampler 'q' (class-
+# balanced with the default r = 1, the CMO stream), its majority-class samples are dropped, the minority ones are
+# augmented and appended to the background batch as extra samples with their own labels (lam = 1: no mixing, no
+# background).
 #
 # Augmentations, "using the PyTorch implemented functions" (paper), per sample with parameters drawn from the
 # loop's NumPy generator:

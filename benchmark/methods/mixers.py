@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -53,6 +53,7 @@ class MixContext:
     minority: torch.Tensor | None = None  # bool [C]: medium + few classes (Table 12's minority group)
     mean: tuple[float, ...] | None = None  # the dataset's normalisation, for ops that work on pixel values
     std: tuple[float, ...] | None = None
+    args: Mapping[str, float | int | bool | str] = field(default_factory=dict)  # the mixer's options, resolved
 
 
 MixOp = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, np.random.Generator, MixContext], Mixed]
@@ -70,6 +71,11 @@ class MixerSpec:
     foreground: str | None
     op: MixOp | None
     per_sample_lam: bool = False  # the op gives one label weight per sample (Remix), not one lam per batch
+    options: Mapping[str, float | int | bool | str] = field(default_factory=dict)  # its own knobs and defaults
+
+    def resolve(self, args: Mapping[str, float | int | bool | str] | None) -> dict[str, float | int | bool | str]:
+        """The op's options: the declared defaults updated by a run's `method.mixer_args`."""
+        return {**self.options, **(args or {})}
 
     def active(self, epoch: int, epochs: int, start: int, end: int) -> bool:
         """The reference window start < epoch < epochs - end (0-based epoch)."""
@@ -121,11 +127,12 @@ def remix_label_weight(lam: float, n_i: torch.Tensor, n_j: torch.Tensor, kappa: 
 
 def remix_op(xb: torch.Tensor, yb: torch.Tensor, xf: torch.Tensor, yf: torch.Tensor, rng: np.random.Generator,
              ctx: MixContext) -> Mixed:
-    """Remix (kappa 3, tau 0.5): Mixup with a random permutation of the batch, per-sample label weights."""
+    """Remix (options kappa 3, tau 0.5): Mixup with a random permutation of the batch, per-sample label weights."""
     perm = host_to_device(torch.from_numpy(rng.permutation(len(yb))), yb.device)
     lam = float(rng.beta(ctx.alpha, ctx.alpha))
     y2 = yb[perm]
-    lam_y = remix_label_weight(lam, ctx.class_counts[yb], ctx.class_counts[y2])
+    lam_y = remix_label_weight(lam, ctx.class_counts[yb], ctx.class_counts[y2], float(ctx.args.get("kappa", 3.0)),
+                               float(ctx.args.get("tau", 0.5)))
     return Mixed(lam * xb + (1 - lam) * xb[perm], yb, y2, lam_y)
 
 
@@ -136,4 +143,4 @@ mixers.register("cmo_minor", "CMO_minor (Table 11): background and foreground bo
 mixers.register("cmo_mixup", "CMO's sampling (background ~ P, foreground ~ Q) mixed by Mixup (Table 12)")(
     MixerSpec("instance", "q", mixup_op))
 mixers.register("remix", "Remix: in-batch Mixup, minority-favouring labels (kappa 3, tau 0.5)")(
-    MixerSpec("instance", "self", remix_op, per_sample_lam=True))
+    MixerSpec("instance", "self", remix_op, per_sample_lam=True, options={"kappa": 3.0, "tau": 0.5}))

@@ -1,4 +1,5 @@
-"""RIDE loss (spec §4.5): per-expert LDAM-margin CE plus a (negative) KL diversity term, summed over experts."""
+"""RIDE loss (frank-xwang/RIDE-LongTailRecognition, model/loss.py): per-expert LDAM-margin CE plus a (negative) KL
+diversity term, summed over experts."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ class RIDELoss(nn.Module):
     div_i = lambda_div * T̄² * KL(softmax(z̄ / T) || softmax(z_i / T)), batch-mean KL;
     loss = sum_i (base_i + div_i). T = 1 before the reweight epoch, the class-wise temperature after it.
     RIDE + CMO needs nothing extra: lam * L(out, y_b) + (1 - lam) * L(out, y_f) counts the diversity term twice,
-    weighted lam and 1 - lam, as the public RIDE + CMO code (spec §4.5).
+    weighted lam and 1 - lam, as the public RIDE + CMO code (naver-ai/cmo's RIDE branch, after CUDA_LTR).
     """
 
     def __init__(self, class_counts: list[int], reweight_epoch: int, max_m: float = 0.5, s: float = 30.0,
@@ -62,7 +63,7 @@ class RIDELoss(nn.Module):
         margin = (self.s * self.m_list)[target]
         onehot = F.one_hot(target, experts.shape[-1]).to(experts.dtype)
         temp, temp_mean = self.temperature()
-        # Class-wise T divides each class column k of both z̄ and z_i by T_k (RIDE's [1, C] broadcast, spec §4.5).
+        # Class-wise T divides each class column k of both z̄ and z_i by T_k (RIDE's [1, C] broadcast, model/loss.py).
         with torch.no_grad():
             ensemble = F.softmax(mean.detach() / temp, dim=1)
         total = experts.new_zeros(() if reduction == "mean" else target.shape)

@@ -14,11 +14,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from filelock import FileLock, Timeout
+
 from benchmark.config.suite import SuiteError
 from benchmark.run.jobs import RunJob
 from benchmark.run.packing import auto_pack_size, group_jobs
-from benchmark.run.recording import RunOutcome
+from benchmark.run.recording import RunOutcome, outcome_json, outcome_of
 from benchmark.run.records import read_record
+from benchmark.run.states import RunState, Status
 from benchmark.run.unit import InlineExecutor, run_unit
 
 
@@ -102,20 +105,23 @@ def run_in_subprocess(unit: RunJob | list[RunJob], env: dict[str, str], nproc: i
     outs = []
     for job in jobs:
         r = results.get(job.run.run_id)
-        outs.append(RunOutcome(job.run, r["status"], job.path, r.get("acc"), r.get("error")) if r is not None else
-                    RunOutcome(job.run, "failed", job.path, error=f"worker exited with {proc.returncode}: {tail}"))
+        outs.append(outcome_of(job, r) if r is not None else
+                    RunOutcome(job.run, RunState.FAILED, job.path,
+                               error=f"worker exited with {proc.returncode}: {tail}"))
     return outs
 
 
 def _outcome_lines(text: str) -> dict[str, dict[str, Any]]:
-    """Rank 0's outcome lines ({"status": ..., "run_id": ...}) by run id."""
+    """Rank 0's outcome lines ({"run_id": ..., "state": ...}) by run id; other ranks' and other output are ignored."""
     out: dict[str, dict[str, Any]] = {}
     for line in text.strip().splitlines():
-        if line.startswith('{"status"') and '"rank' not in line:
-            try:
-                d = json.loads(line)
-            except ValueError:
-                continue
+        if not line.startswith('{"run_id"'):
+            continue
+        try:
+            d = json.loads(line)
+        except ValueError:
+            continue
+        if d.get("state") != RunState.RANK:
             out[d.get("run_id", "")] = d
     return out
 
@@ -177,7 +183,7 @@ class SlurmRun:
 
             submitit.helpers.TorchDistributedEnvironment().export()
         outs = run_unit([RunJob.from_json(j) for j in json.loads(unit_json)])
-        return [{"run_id": o.run.run_id, "status": o.status, "acc": o.acc, "error": o.error} for o in outs]
+        return [outcome_json(o) for o in outs]
 
     def checkpoint(self, unit_json: str) -> Any:
         import submitit
@@ -209,15 +215,14 @@ class SlurmExecutor:
         ids = {j.run.run_id: s.job_id for unit, s in zip(units, submitted, strict=True) for j in unit}
         write_queue(jobs, [ids[j.run.run_id] for j in jobs])
         if not self.wait:
-            return [RunOutcome(j.run, f"queued ({ids[j.run.run_id]})", j.path) for j in jobs]
+            return [RunOutcome(j.run, RunState.QUEUED, j.path, detail=str(ids[j.run.run_id])) for j in jobs]
         outs = []
         for unit, s in zip(units, submitted, strict=True):
             try:
                 res = {r["run_id"]: r for r in s.result()}
-                outs += [RunOutcome(j.run, res[j.run.run_id]["status"], j.path, res[j.run.run_id].get("acc"),
-                                    res[j.run.run_id].get("error")) for j in unit]
+                outs += [outcome_of(j, res[j.run.run_id]) for j in unit]
             except Exception as e:  # the job itself died (not a failed run, which returns normally)
-                outs += [RunOutcome(j.run, "failed", j.path, error=f"{type(e).__name__}: {e}") for j in unit]
+                outs += [RunOutcome(j.run, RunState.FAILED, j.path, error=f"{type(e).__name__}: {e}") for j in unit]
         return outs
 
 
@@ -239,25 +244,23 @@ def write_queue(jobs: Iterable[RunJob], job_ids: list[str]) -> None:
         os.replace(tmp, q)
 
 
-def run_status(path: Path, run_id: str, queue: dict[str, str]) -> str:
+def run_status(path: Path, run_id: str, queue: dict[str, str]) -> Status:
     """done / failed (from the record), running (its lock is held), queued (submitted), or not started."""
-    from filelock import FileLock, Timeout
-
     if path.is_file():
         try:
-            return read_record(path).status
+            return Status(RunState(read_record(path).status))
         except (ValueError, OSError):
-            return "unreadable record"
+            return Status(RunState.UNREADABLE, "record")
     lock_path = path.with_suffix(".lock")
     if lock_path.exists():
         try:
             with FileLock(str(lock_path), timeout=0):
                 pass
         except Timeout:
-            return "running"
+            return Status(RunState.RUNNING)
     if path.with_suffix(".ckpt").exists():
-        return "interrupted (resumes)"
-    return f"queued ({queue[run_id]})" if run_id in queue else "not started"
+        return Status(RunState.INTERRUPTED, "resumes")
+    return Status(RunState.QUEUED, str(queue[run_id])) if run_id in queue else Status(RunState.NOT_STARTED)
 
 
 def make_executor(kind: str, gpus: int | None, runs_per_gpu: int | None, profile: Path | None, partition: str | None,

@@ -12,6 +12,7 @@ from benchmark.config.suite import RunSpec, SuiteError, SuiteSpec, load_suite, p
 from benchmark.config.validation import check_plan
 from benchmark.run.jobs import should_run
 from benchmark.run.records import RunRecord, read_record, record_path, write_record
+from benchmark.run.states import RunState, Status
 
 # What a planned run needs:
 #   train  - the one occurrence of its settings hash that goes to the executor (the "primary")
@@ -217,8 +218,8 @@ def linked_record(source: Path, run: RunSpec, results_dir: Path) -> RunRecord:
 
 
 def write_link(item: PlannedRun, source: Path, results_dir: Path, *, retry_failed: bool = False,
-               force: bool = False) -> str:
-    """Write `item`'s linked record (atomically, under the run's lock); returns its outcome status.
+               force: bool = False) -> Status:
+    """Write `item`'s linked record (atomically, under the run's lock); returns its outcome's status.
 
     A record written meanwhile is kept (re-checked under the lock), and a finished record of another run id at
     the path is never overwritten.
@@ -231,21 +232,21 @@ def write_link(item: PlannedRun, source: Path, results_dir: Path, *, retry_faile
     try:
         lock.acquire()
     except Timeout:
-        return "running elsewhere"
+        return Status(RunState.RUNNING, "elsewhere")
     try:
         go, status = should_run(path, retry_failed, force)
         if not go:
-            return f"skipped ({status})"
+            return Status(RunState.SKIPPED, str(status))
         if path.is_file():
             try:
                 old = read_record(path)
             except (ValueError, OSError):
                 old = None
             if old is not None and old.status == "done" and old.run_id != item.run.run_id:
-                return f"skipped (done record of {old.run_id} kept)"
+                return Status(RunState.SKIPPED, f"done record of {old.run_id} kept")
         rec = linked_record(source, item.run, results_dir)
         write_record(path, rec)
         origin = rec.reused_from or {}
-        return f"reused ({origin.get('suite')}/{origin.get('run_id')})"
+        return Status(RunState.REUSED, f"{origin.get('suite')}/{origin.get('run_id')}")
     finally:
         lock.release()

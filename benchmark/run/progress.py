@@ -9,6 +9,8 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from benchmark.run.states import RunState
+
 
 class RunProgress:
     """Shows epoch, loss, test accuracy and time left; quiet (a line per finished run) when not a TTY."""
@@ -44,7 +46,7 @@ class RunProgress:
             self._progress.stop()
             self._progress = None
         took = time.time() - self._t0
-        if outcome.status == "done":
+        if outcome.state == RunState.DONE:
             self.console.print(f"  done in {took:.0f}s: best top-1 {outcome.acc:.2f}%", highlight=False)
         else:
             first = (outcome.error or "").splitlines()[0] if outcome.error else ""

@@ -15,6 +15,7 @@ from benchmark.data.base import LTData
 from benchmark.data.profile import shot_groups
 from benchmark.run.jobs import RunJob
 from benchmark.run.records import RunRecord, environment, write_record
+from benchmark.run.states import RunState, Status
 from benchmark.run.tracking import Tracker
 
 
@@ -23,10 +24,16 @@ class RunOutcome:
     """What happened to one planned run."""
 
     run: RunSpec
-    status: str  # done | failed | skipped | planned
+    state: RunState
     path: Path
     acc: float | None = None
     error: str | None = None
+    detail: str = ""
+
+    @property
+    def status(self) -> str:
+        """The state as shown: 'state (detail)'."""
+        return str(Status(self.state, self.detail))
 
 
 def tags_for(r: RunSpec) -> list[str]:
@@ -97,7 +104,17 @@ def finish_job(job: RunJob, rec: RunRecord, progress: Any = None) -> RunOutcome:
     """Write the record atomically, then remove the run's checkpoint; report the outcome."""
     write_record(job.path, rec)
     job.path.with_suffix(".ckpt").unlink(missing_ok=True)
-    out = RunOutcome(job.run, rec.status, job.path, (rec.metrics.get("best") or {}).get("acc/all"), rec.error)
+    out = RunOutcome(job.run, RunState(rec.status), job.path, (rec.metrics.get("best") or {}).get("acc/all"), rec.error)
     if progress:
         progress.end_run(out)
     return out
+
+
+def outcome_json(o: RunOutcome) -> dict[str, Any]:
+    """An outcome as a worker reports it to its parent (one JSON object per line)."""
+    return {"run_id": o.run.run_id, "state": o.state.value, "detail": o.detail, "acc": o.acc, "error": o.error}
+
+
+def outcome_of(job: RunJob, r: dict[str, Any]) -> RunOutcome:
+    """The outcome a worker reported for `job`."""
+    return RunOutcome(job.run, RunState(r["state"]), job.path, r.get("acc"), r.get("error"), r.get("detail", ""))

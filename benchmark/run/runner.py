@@ -11,6 +11,7 @@ from benchmark.run.jobs import RunJob, existing_status
 from benchmark.run.planning import plan_suites, resolve_plan, write_link
 from benchmark.run.recording import RunOutcome
 from benchmark.run.records import read_record
+from benchmark.run.states import RunState, Status
 from benchmark.run.unit import InlineExecutor
 
 
@@ -68,7 +69,7 @@ def run_suites(suites: list[tuple[SuiteSpec, Path]], *, seeds: list[int] | None 
                                                                  retry_failed=retry_failed, force=force))
             else:
                 why = "failed" if st == "failed" else outcomes[primary.path].status
-                outcomes[f.path] = RunOutcome(f.run, f"pending ({primary.label}: {why})", f.path)
+                outcomes[f.path] = RunOutcome(f.run, RunState.PENDING, f.path, detail=f"{primary.label}: {why}")
     return list(outcomes.values())
 
 
@@ -76,10 +77,13 @@ def planned_outcomes(mp: Any) -> list[RunOutcome]:
     """Before anything runs: planned (trains), reuses / shares <suite>/<run_id> (gets a copy), skipped (own record)."""
     out = []
     for p in mp.runs:
-        status = {"train": "planned", "done": "skipped (done)", "failed": "skipped (failed)"}.get(p.action)
-        if status is None:
-            status = f"{'reuses' if p.action == 'reuse' else 'shares'} {p.origin['suite']}/{p.origin['run_id']}"
-        out.append(RunOutcome(p.run, status, p.path, _best_acc(p.path) if p.action == "done" else None))
+        st = {"train": Status(RunState.PLANNED), "done": Status(RunState.SKIPPED, "done"),
+              "failed": Status(RunState.SKIPPED, "failed")}.get(p.action)
+        if st is None:
+            st = Status(RunState.REUSES if p.action == "reuse" else RunState.SHARES,
+                        f"{p.origin['suite']}/{p.origin['run_id']}")
+        out.append(RunOutcome(p.run, st.state, p.path, _best_acc(p.path) if p.action == "done" else None,
+                              detail=st.detail))
     return out
 
 
@@ -90,8 +94,9 @@ def _best_acc(path: Path) -> float | None:
         return None
 
 
-def _linked_outcome(p: Any, status: str) -> RunOutcome:
-    return RunOutcome(p.run, status, p.path, _best_acc(p.path) if status.startswith("reused") else None)
+def _linked_outcome(p: Any, st: Status) -> RunOutcome:
+    return RunOutcome(p.run, st.state, p.path, _best_acc(p.path) if st.state == RunState.REUSED else None,
+                      detail=st.detail)
 
 
 def _check_writable(results_dir: Path) -> None:

@@ -28,6 +28,7 @@ from benchmark.run.recording import (
     wandb_dir,
 )
 from benchmark.run.stage1 import save_weights, stage1_model
+from benchmark.run.states import RunState
 from benchmark.run.tracking import make_tracker
 from benchmark.schema.settings import DataSettings
 
@@ -62,7 +63,7 @@ def run_unit(unit: list[RunJob], progress: Any = None, index: int = 0, total: in
         job = unit[0]
         if should_run(job.path, job.retry_failed, job.force)[0]:
             train_pack([Run(job.run.settings, datas[0], job.run.run_id, job.path.with_suffix(".ckpt"))])
-        return [RunOutcome(job.run, f"rank {rank} of {world}", job.path)]
+        return [RunOutcome(job.run, RunState.RANK, job.path, detail=f"{rank} of {world}")]
     outcomes: list[RunOutcome] = []
     active: list[tuple[RunJob, LTData]] = []
     locks = []
@@ -72,12 +73,12 @@ def run_unit(unit: list[RunJob], progress: Any = None, index: int = 0, total: in
         try:
             lock.acquire()
         except Timeout:
-            outcomes.append(RunOutcome(job.run, "running elsewhere", job.path))
+            outcomes.append(RunOutcome(job.run, RunState.RUNNING, job.path, detail="elsewhere"))
             continue
         go, status = should_run(job.path, job.retry_failed, job.force)
         if not go:
             lock.release()
-            outcomes.append(RunOutcome(job.run, f"skipped ({status})", job.path))
+            outcomes.append(RunOutcome(job.run, RunState.SKIPPED, job.path, detail=str(status)))
             continue
         active.append((job, data))
         locks.append(lock)

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from benchmark.run.jobs import RunJob
+from benchmark.run.recording import outcome_json
 from benchmark.run.unit import run_unit
 
 
@@ -15,7 +16,7 @@ def main(job_file: str) -> int:
     data = json.loads(Path(job_file).read_text())
     jobs = [RunJob.from_json(json.dumps(d)) for d in (data if isinstance(data, list) else [data])]
     for out in run_unit(jobs):
-        print(json.dumps({"status": out.status, "run_id": out.run.run_id, "acc": out.acc, "error": out.error}))
+        print(json.dumps(outcome_json(out)))
     return 0
 
 

@@ -4,11 +4,30 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
-from collections.abc import Callable, Iterator
+import inspect
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
+
+
+class ComponentArgsError(ValueError):
+    """A component was given keyword arguments it does not take."""
+
+
+def option_names(obj: object) -> list[str]:
+    """The keyword options a component takes: its declared `options` mapping, else the parameters with a default of
+    its factory (`build` where it has one); the context argument, which has no default, is not an option."""
+    declared = getattr(obj, "options", None)
+    if isinstance(declared, Mapping):
+        return list(declared)
+    factory = getattr(obj, "build", obj)
+    if not callable(factory):
+        return []
+    params = inspect.signature(factory).parameters.values()
+    return [p.name for p in params if p.default is not inspect.Parameter.empty
+            and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
 
 
 class UnknownComponentError(KeyError):
@@ -44,6 +63,12 @@ class Registry(Generic[T]):
         self.kind = kind
         self._entries: dict[str, Entry[T]] = {}
 
+    @property
+    def singular(self) -> str:
+        """One component of this kind ('losses' -> 'loss', 'mixers' -> 'mixer')."""
+        k = self.kind
+        return k[:-2] if k.endswith("sses") else k[:-1] if k.endswith("s") else k
+
     def register(self, name: str, description: str, *, packable: bool = True,
                  graph_safe: bool = True) -> Callable[[T], T]:
         """Decorator that registers `obj` under `name` with what it can do; a duplicate name is an error."""
@@ -71,8 +96,18 @@ class Registry(Generic[T]):
         """One line naming the unknown component, close matches and the known names."""
         close = difflib.get_close_matches(name, self._entries, n=3, cutoff=0.5)
         hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
-        return f"unknown {self.kind[:-1] if self.kind.endswith('s') else self.kind} '{name}'.{hint} " \
+        return f"unknown {self.singular} '{name}'.{hint} " \
                f"Known: {', '.join(sorted(self._entries))}."
+
+    def check_args(self, name: str, args: Mapping[str, object] | None, field: str) -> None:
+        """Raise ComponentArgsError naming `field` unless every key of `args` is an option of component `name`."""
+        known = option_names(self.get(name))
+        for key in args or {}:
+            if key not in known:
+                close = difflib.get_close_matches(key, known, n=1, cutoff=0.5)
+                hint = f" Did you mean '{close[0]}'?" if close else ""
+                raise ComponentArgsError(f"{field}: '{key}' is not an option of {self.singular} '{name}'.{hint} "
+                                         f"Options: {', '.join(known) or 'none'}.")
 
     def names(self, pattern: str = "*") -> list[str]:
         """Sorted registered names matching an fnmatch pattern."""

@@ -8,6 +8,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+# Options of one component, checked against what the component declares (config.validation); None = its defaults.
+ComponentArgs = dict[str, float | int | bool | str] | None
+
 
 class Strict(BaseModel):
     """Base model: unknown keys are errors, values are validated on assignment."""
@@ -45,7 +48,8 @@ class BackboneSettings(Strict):
     """Which timm model to create (pretrained weights are never used)."""
 
     name: str = "resnet32_cifar"
-    num_experts: int | None = Field(None, ge=1, description="RIDE backbones: experts (3 or 4)")
+    num_experts: int | None = Field(None, ge=1, le=64, description="RIDE backbones: experts (3 or 4)")
+    args: ComponentArgs = Field(None, description="keyword arguments of the timm model (e.g. drop_rate)")
 
 
 class MethodSettings(Strict):
@@ -54,8 +58,10 @@ class MethodSettings(Strict):
     loss: str = "ce"
     rule: str = "none"
     mixer: str = "none"
-    loss_args: dict[str, float] | None = Field(
-        None, description="keyword arguments of the loss, e.g. RIDE's diversity_factor / reweight_factor")
+    loss_args: ComponentArgs = Field(
+        None, description="options of the loss, e.g. RIDE's diversity_factor / reweight_factor, LDAM's max_m")
+    rule_args: ComponentArgs = Field(None, description="options of the rule, e.g. DRW's beta")
+    mixer_args: ComponentArgs = Field(None, description="options of the mixer, e.g. Remix's kappa / tau")
     reweight_epoch: int | None = Field(
         None, ge=0, description="0-based epoch where DRW / RIDE re-weighting starts; None = the dataset's "
                                 "(160 CIFAR, 80 ImageNet-LT, 160 iNaturalist; 80% of the run otherwise)")
@@ -93,12 +99,15 @@ class TrainSettings(Strict):
                                 description="applied to every parameter, BN included")
     nesterov: bool = False
     schedule: str = "cifar_step"
+    schedule_args: ComponentArgs = Field(None, description="options of the schedule besides warm-up, milestones and "
+                                                           "gamma (which have their own fields)")
     warmup_epochs: int | None = Field(None, ge=0, le=10_000, description="None = the schedule's own value")
     milestones: list[Annotated[int, Field(ge=1, le=10_000)]] | None = Field(
         None, description="None = the schedule's own (1-based) epochs")
     gamma: float | None = Field(None, gt=0.0, le=1.0, allow_inf_nan=False,
                                 description="None = the schedule's own decay factor")
     sampler: str = Field("instance", description="background (main) stream sampler")
+    sampler_args: ComponentArgs = Field(None, description="options of train.sampler (the background stream's)")
     augment: str = Field("standard", description="train augmentation: standard (pad-crop + flip) or a registered one")
     pipeline: Literal["tensor", "reference", "gpu_decode"] = Field(
         "tensor", description="tensor: split on the device, batched augmentation; reference: DataLoader workers "
