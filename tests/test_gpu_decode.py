@@ -4,12 +4,14 @@ transforms, and the sampled index streams of a training run against the referenc
 from __future__ import annotations
 
 import collections
+import io
 import math
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from torchvision.transforms import RandomResizedCrop
 from torchvision.transforms.v2 import functional as TF
 
@@ -172,3 +174,18 @@ def test_a_missing_image_is_named(inat_root: Path, tmp_path: Path) -> None:
     batch = next(src.batches(torch.arange(4), 4, 1, torch.Generator().manual_seed(0)))
     with pytest.raises(DataError, match=f"image {tmp_path}/.*cannot be read .*No such file or directory"):
         batch()
+
+
+def test_decode_handles_the_odd_files_of_real_datasets(inat_root: Path) -> None:
+    # ImageNet holds grayscale and CMYK JPEGs and a PNG named .JPEG: all come out RGB, the PNG through the fallback
+    def encoded(img: Image.Image, fmt: str) -> torch.Tensor:
+        buf = io.BytesIO()
+        img.save(buf, format=fmt)
+        return torch.frombuffer(bytearray(buf.getvalue()), dtype=torch.uint8)
+
+    rgb = Image.fromarray(np.random.default_rng(0).integers(0, 256, (20, 30, 3), dtype=np.uint8))
+    s = settings(inat_root, "gpu_decode")
+    src = GpuDecodeSource(load_dataset(s.data), torch.device("cpu"), threads=1)
+    out = src.decode([encoded(rgb.convert("L"), "JPEG"), encoded(rgb.convert("CMYK"), "JPEG"), encoded(rgb, "PNG")])
+    assert [tuple(x.shape) for x in out] == [(3, 20, 30)] * 3
+    assert torch.equal(out[2].permute(1, 2, 0), torch.from_numpy(np.array(rgb)))  # PNG is lossless
