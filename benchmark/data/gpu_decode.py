@@ -75,12 +75,12 @@ class FileBatch:
 
     source: GpuDecodeSource
     idx: list[int]
-    data: Future
+    data: Future  # of the decoded images (see GpuDecodeSource.decoded)
     gen: torch.Generator  # the stream's private CPU generator for the augmentation draws
 
     def __call__(self) -> tuple[Tensor, Tensor]:
         s = self.source
-        imgs = s.decode(self.data.result())
+        imgs = s.ready(*self.data.result())
         h = torch.tensor([im.shape[-2] for im in imgs])
         w = torch.tensor([im.shape[-1] for im in imgs])
         top, left, ch, cw = (t.tolist() for t in rrc_boxes(h, w, self.gen))
@@ -98,7 +98,11 @@ class GpuDecodeSource:
     """File datasets with `train.pipeline: gpu_decode`. Same streams as the reference `LoaderSource`: it is handed
     the samplers' orders, draws one seed from the run's generator per stream per epoch (as the reference seeds its
     workers), and takes the augmentation draws from a private generator seeded with it; so the run's generator, and
-    with it every sampled index, follows the reference path exactly."""
+    with it every sampled index, follows the reference path exactly.
+
+    Threads read the files `prefetch` batches ahead of each stream; one decode thread decodes them in that order
+    (on CUDA on its own stream, the training stream waits on an event), so decoding overlaps the training step; the
+    crops, flips and jitter are drawn and applied when the step takes the batch."""
 
     kind = "gpu_decode"
 
@@ -112,6 +116,8 @@ class GpuDecodeSource:
         self.std = torch.tensor(data.std, device=device).view(1, 3, 1, 1) * 255
         self.jitter = ColorJitter(0.4, 0.4, 0.4, 0.0, device) if data.jitter else None
         self.pool = ThreadPoolExecutor(max(1, threads), thread_name_prefix="ltbench-read")
+        self.decoder = ThreadPoolExecutor(1, thread_name_prefix="ltbench-decode")
+        self.side = torch.cuda.Stream(device) if device.type == "cuda" else None
 
     def read(self, paths: list[str], idx: list[int]) -> list[Tensor]:
         """The raw bytes of the images `idx` (uint8 1-D CPU tensors)."""
@@ -133,18 +139,42 @@ class GpuDecodeSource:
         except RuntimeError:
             return [decode_image(d, mode=ImageReadMode.RGB).to(self.device) for d in data]
 
+    def decoded(self, read: Future) -> tuple[list[Tensor], torch.cuda.Event | None]:
+        """The images of a read batch, decoded (on the decode thread; on CUDA on the side stream, with the event
+        that marks the end of the decode)."""
+        data = read.result()
+        if self.side is None:
+            return self.decode(data), None
+        with torch.cuda.stream(self.side):
+            imgs = self.decode(data)
+            done = torch.cuda.Event()
+            done.record(self.side)
+        return imgs, done
+
+    def ready(self, imgs: list[Tensor], done: torch.cuda.Event | None) -> list[Tensor]:
+        """The decoded images, usable on the current stream."""
+        if done is not None:
+            current = torch.cuda.current_stream(self.device)
+            current.wait_event(done)
+            for im in imgs:
+                im.record_stream(current)  # the allocator keeps them until the training stream is done with them
+        return imgs
+
     def normalize(self, x: Tensor) -> Tensor:
         return (x.float() - self.mean) / self.std
 
+    def _submit(self, paths: list[str], chunk: list[int]) -> Future:
+        return self.decoder.submit(self.decoded, self.pool.submit(self.read, paths, chunk))
+
     def _stream(self, paths: list[str], chunks: list[list[int]]) -> Iterator[tuple[list[int], Future]]:
-        """Each chunk with the future of its bytes, read `prefetch` chunks ahead."""
+        """Each chunk with the future of its decoded images, read and decoded `prefetch` chunks ahead."""
         pending: deque[Future] = deque()
         for i in range(min(self.prefetch, len(chunks))):
-            pending.append(self.pool.submit(self.read, paths, chunks[i]))
+            pending.append(self._submit(paths, chunks[i]))
         for i, chunk in enumerate(chunks):
             fut = pending.popleft()
             if i + self.prefetch < len(chunks):
-                pending.append(self.pool.submit(self.read, paths, chunks[i + self.prefetch]))
+                pending.append(self._submit(paths, chunks[i + self.prefetch]))
             yield chunk, fut
 
     def batches(self, order: Tensor, bs: int, steps: int, gen: torch.Generator,
@@ -161,7 +191,7 @@ class GpuDecodeSource:
         chunks = [list(range(i, min(i + bs, n))) for i in range(0, n, bs)]
         short = int(self.size * 256 / 224)
         for chunk, fut in self._stream(self.test_paths, chunks):
-            x = torch.stack([resize_center(im, short, self.size) for im in self.decode(fut.result())])
+            x = torch.stack([resize_center(im, short, self.size) for im in self.ready(*fut.result())])
             yield self.normalize(x), self.test_y[chunk[0]:chunk[-1] + 1]
 
 
