@@ -106,7 +106,8 @@ def test_gpu_decode_test_batches_equal_the_reference_transform(inat_root: Path) 
     assert (ours - ref).abs().mean() < 0.03 and (ours - ref).abs().max() < 0.3  # PIL vs tensor antialiasing
 
 
-def test_the_sampled_index_streams_equal_the_reference_pipelines(inat_root: Path, monkeypatch) -> None:
+@pytest.mark.parametrize("sampler", ["instance", "ros"])  # background P or class-balanced; foreground Q (CMO)
+def test_the_sampled_index_streams_equal_the_reference_pipelines(inat_root: Path, monkeypatch, sampler: str) -> None:
     orders: dict[str, list[list[int]]] = collections.defaultdict(list)
     reads: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
     for cls, name in ((LoaderSource, "reference"), (GpuDecodeSource, "gpu_decode")):
@@ -129,7 +130,7 @@ def test_the_sampled_index_streams_equal_the_reference_pipelines(inat_root: Path
     monkeypatch.setattr(GpuDecodeSource, "read", read_bytes)
     results = {}
     for pipeline in ("reference", "gpu_decode"):
-        s = settings(inat_root, pipeline, epochs=3)
+        s = settings(inat_root, pipeline, epochs=3, sampler=sampler)
         results[pipeline] = fit(s, load_dataset(s.data))
     assert len(orders["reference"]) == 6  # 3 epochs x (foreground Q stream + background P stream)
     assert orders["gpu_decode"] == orders["reference"]
