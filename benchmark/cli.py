@@ -13,6 +13,7 @@ from rich.table import Table
 from benchmark import __version__
 from benchmark.cli_common import console, err, fail
 from benchmark.cli_data import data_app, figure_app, table1_report
+from benchmark.cli_files import file_bench_cmd, register
 from benchmark.cli_team import ReportTrackerOpt, log_report_files, print_offline_hint, team_app
 from benchmark.config.suite import SuiteError, list_suite_names, load_suite, parse_set, plan
 from benchmark.run.states import RunState
@@ -29,6 +30,7 @@ app.add_typer(run_app, name="run")
 app.add_typer(data_app, name="data")
 app.add_typer(team_app)  # pull, dashboard
 app.add_typer(figure_app, name="figure")
+register(data_app)  # data synth / prepare / check
 
 SuiteArg = Annotated[str, typer.Argument(help="Suite name (in suites/) or path to a suite YAML.")]
 ResultsOpt = Annotated[Path, typer.Option("--results-dir", help="Where result records live (relative: to the working "
@@ -344,11 +346,15 @@ def bench_cmd(
     steps: Annotated[int | None, typer.Option("--steps", help="Measured steps per variant.")] = None,
     compile: Annotated[bool | None, typer.Option("--compile/--no-compile", help="Also time the loop under "
                                                  "torch.compile (default: on CUDA).")] = None,
+    dataset: Annotated[str | None, typer.Option(help="imagenet_lt|inat2018: PIL vs gpu_decode input pipelines")] = None,
+    data_root: Annotated[Path | None, typer.Option(help="With --dataset: its root (default: synthetic JPEGs)")] = None,
 ) -> None:
     """Images/s of the reference-style loop vs the fast path vs packed runs (CIFAR-100-LT shape, ResNet-32,
     CE + CMO), measured side by side in one process, with ratios and projected minutes per run and suite."""
     from benchmark.tools.bench import bench_main
 
+    if dataset is not None:
+        return file_bench_cmd(dataset, data_root, device, steps, out, as_json)
     with JsonOutput(as_json) as stdout:  # the table and notes go to stderr
         result = bench_main(device=device, json_out=str(out) if out else None, ks=ks, steps=steps, compile=compile)
     if as_json:

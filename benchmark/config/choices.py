@@ -64,6 +64,9 @@ def choices_for(s: RunSettings, data: Any) -> dict[str, str]:
         jitter = s.data.color_jitter if s.data.color_jitter is not None else s.data.name == "imagenet_lt"
         out["color_jitter"] = ("on" if jitter else "off") + (" (official code)" if s.data.color_jitter is None
                                                              else " (set)")
+        out["input_pipeline"] = ("gpu_decode (JPEGs decoded and augmented in batches on the training device)"
+                                 if s.train.pipeline == "gpu_decode" else
+                                 f"reference (PIL in {s.train.workers} persistent DataLoader workers)")
     if s.method.mixer == "cutmix":
         out["cutmix_foreground"] = "uniform draws with replacement (= CMO with r = 0)"
     if s.method.rule == "drw" or s.method.loss == "ride":

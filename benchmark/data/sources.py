@@ -54,6 +54,8 @@ def build_batches(batches: Sequence[Batch]) -> list[tuple[torch.Tensor, torch.Te
 class TensorSource:
     """The split as uint8 on the training device; crop/flip/normalise batched there; batches built on demand."""
 
+    kind = "tensor"
+
     def __init__(self, data: LTData, augment: str, device: torch.device) -> None:
         self.labels = torch.from_numpy(data.train_y).to(device)
         self.aug = augmentations.get(augment)(to_device_images(data.train_x, device), data.mean, data.std,
@@ -101,18 +103,36 @@ def reference_cifar_transforms(data: LTData) -> tuple[Any, Any]:
     return train, T.Compose([T.ToTensor(), norm])
 
 
+class _Plan:
+    """A batch sampler whose batches are replaced for each pass, so one DataLoader keeps its workers across epochs."""
+
+    def __init__(self) -> None:
+        self.chunks: list[list[int]] = []
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return iter(self.chunks)
+
+    def __len__(self) -> int:
+        return len(self.chunks)
+
+
 class LoaderSource:
     """DataLoader workers decode and transform each image on the CPU, as the official code does.
 
     `train_set` / `test_set` are map-style datasets yielding (normalised CHW tensor, label); the batch
-    order comes from the run's samplers, so both sources draw the same distributions.
+    order comes from the run's samplers, so both sources draw the same distributions. Workers are persistent: each
+    stream (background, foreground, test) reuses an idle loader and its worker processes, which are seeded once when
+    they start and continue their random streams from epoch to epoch.
     """
+
+    kind = "reference"
 
     def __init__(self, train_set: Dataset, test_set: Dataset, labels: np.ndarray, device: torch.device,
                  workers: int) -> None:
         self.train_set, self.test_set = train_set, test_set
         self.labels = torch.from_numpy(labels).to(device)
         self.device, self.workers = device, workers
+        self._idle: dict[int, list[tuple[DataLoader, _Plan]]] = {}
 
     @classmethod
     def for_arrays(cls, data: LTData, device: torch.device, workers: int) -> LoaderSource:
@@ -120,17 +140,29 @@ class LoaderSource:
         return cls(_ArrayDataset(data.train_x, data.train_y, train_t), _ArrayDataset(data.test_x, data.test_y, test_t),
                    data.train_y, device, workers)
 
-    def _loader(self, dataset: Dataset, batches: list[list[int]], seed: int) -> DataLoader:
-        return DataLoader(dataset, batch_sampler=batches, num_workers=self.workers,
-                          pin_memory=self.device.type == "cuda", generator=torch.Generator().manual_seed(seed),
-                          persistent_workers=False)
+    def _batches_of(self, dataset: Dataset, batches: list[list[int]], seed: int) -> Iterator[Any]:
+        """Load `batches` of `dataset` with an idle persistent loader of that dataset (a new one when none is idle);
+        the loader is idle again once its last batch is out."""
+        idle = self._idle.setdefault(id(dataset), [])
+        if idle:
+            loader, plan = idle.pop()
+        else:
+            plan = _Plan()
+            loader = DataLoader(dataset, batch_sampler=plan, num_workers=self.workers,
+                                pin_memory=self.device.type == "cuda", generator=torch.Generator().manual_seed(seed),
+                                persistent_workers=self.workers > 0)
+        plan.chunks = batches
+        for i, batch in enumerate(loader):
+            if i == len(batches) - 1:
+                idle.append((loader, plan))
+            yield batch
 
     def batches(self, order: torch.Tensor, bs: int, steps: int, gen: torch.Generator,
                 shard: tuple[int, int] = (0, 1)) -> Iterator[Batch]:
         rank, world = shard
         chunks = [order[i * bs:(i + 1) * bs][rank::world].tolist() for i in range(steps)]
         seed = int(torch.randint(0, 2**62, (1,), generator=gen, device=gen.device).item())  # worker RNG seeds
-        for x, y in self._loader(self.train_set, chunks, seed):
+        for x, y in self._batches_of(self.train_set, chunks, seed):
             xb, yb = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
             yield lambda xb=xb, yb=yb: (xb, yb)
 
@@ -138,5 +170,5 @@ class LoaderSource:
         """Test batches in list order; `part`: only these positions (a rank's slice), decoded by this rank alone."""
         idx = list(part if part is not None else range(len(self.test_set)))  # type: ignore[arg-type]
         chunks = [idx[i:i + bs] for i in range(0, len(idx), bs)]
-        for x, y in self._loader(self.test_set, chunks, 0):
+        for x, y in self._batches_of(self.test_set, chunks, 0):
             yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)

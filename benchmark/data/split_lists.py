@@ -152,6 +152,11 @@ class FileLTData:
         keep = first_per_class(self.test_y, self.num_classes, per_class)
         return replace(self, test_paths=[self.test_paths[i] for i in keep], test_y=self.test_y[keep])
 
+    @property
+    def jitter(self) -> bool:
+        """Whether training applies ColorJitter(0.4, 0.4, 0.4): the setting, else the official code's choice."""
+        return LAYOUTS[self.name].color_jitter if self.color_jitter is None else self.color_jitter
+
     def transforms(self) -> tuple[Transform, Transform]:
         """The reference (train, test) transforms of this dataset at `image_size`."""
         return (train_transform(self.name, self.image_size, self.color_jitter),
@@ -216,13 +221,14 @@ def _missing_error(lay: _Layout, base: Path, missing: list[Path]) -> DataError:
     )
 
 
-def _check_labels(lay: _Layout, path: Path, y: np.ndarray, exact: bool) -> None:
+def _check_labels(lay: _Layout, path: Path, y: np.ndarray, exact: bool, num_classes: int | None = None) -> None:
     if len(y) == 0:
         raise DataError(f"{lay.title} split list {path} has no entries")
-    top = int(y.max()) + 1
-    if (exact and top != lay.num_classes) or top > lay.num_classes:
+    top, want = int(y.max()) + 1, num_classes or lay.num_classes
+    if (exact and top != want) or top > want:
         raise DataError(f"{lay.title} split list {path}: labels span 0..{top - 1}, expected "
-                        f"0..{lay.num_classes - 1} ({lay.num_classes} classes); wrong list for this dataset?")
+                        f"0..{want - 1} ({want} classes); wrong list for this dataset"
+                        f"{'' if num_classes else ' (a synthetic set: set data.num_classes)'}?")
 
 
 def _class_names(paths: list[str], y: np.ndarray, num_classes: int) -> list[str]:
@@ -238,21 +244,24 @@ def _class_names(paths: list[str], y: np.ndarray, num_classes: int) -> list[str]
     return names
 
 
-def read_train_counts(kind: str, root: str | None = None, train_list: str | None = None) -> list[int]:
+def read_train_counts(kind: str, root: str | None = None, train_list: str | None = None,
+                      num_classes: int | None = None) -> list[int]:
     """Train class counts from the train list alone (no images)."""
     lay = _layout(kind)
     base, train, _ = _paths(lay, root, train_list, None)
     if not train.is_file():
         raise _missing_error(lay, base, [train])
     _, y = read_split(train)
-    _check_labels(lay, train, y, exact=True)
-    return np.bincount(y, minlength=lay.num_classes).tolist()
+    _check_labels(lay, train, y, exact=True, num_classes=num_classes)
+    return np.bincount(y, minlength=num_classes or lay.num_classes).tolist()
 
 
 def build_file_lt(kind: str, root: str | None = None, split_seed: int = 0, imbalance_ratio: float | None = None,
                   train_list: str | None = None, test_list: str | None = None,
-                  image_size: int = 224, color_jitter: bool | None = None) -> FileLTData:
-    """The fixed official split of `kind` (split_seed / imbalance_ratio are accepted and ignored)."""
+                  image_size: int = 224, color_jitter: bool | None = None,
+                  num_classes: int | None = None) -> FileLTData:
+    """The fixed official split of `kind` (split_seed / imbalance_ratio are accepted and ignored); `num_classes`
+    only for a smaller (synthetic) set in the same layout."""
     del split_seed, imbalance_ratio  # fixed lists: nothing to draw
     lay = _layout(kind)
     base, train, test = _paths(lay, root, train_list, test_list)
@@ -261,12 +270,13 @@ def build_file_lt(kind: str, root: str | None = None, split_seed: int = 0, imbal
         raise _missing_error(lay, base, missing)
     train_paths, train_y = read_split(train)
     test_paths, test_y = read_split(test)
-    _check_labels(lay, train, train_y, exact=True)
-    _check_labels(lay, test, test_y, exact=False)
+    _check_labels(lay, train, train_y, exact=True, num_classes=num_classes)
+    _check_labels(lay, test, test_y, exact=False, num_classes=num_classes)
+    classes = num_classes or lay.num_classes
     return FileLTData(
-        name=lay.name, num_classes=lay.num_classes, root=base, train_paths=train_paths, train_y=train_y,
+        name=lay.name, num_classes=classes, root=base, train_paths=train_paths, train_y=train_y,
         test_paths=test_paths, test_y=test_y, mean=lay.mean, std=lay.std,
-        class_names=_class_names(train_paths, train_y, lay.num_classes), image_size=image_size,
+        class_names=_class_names(train_paths, train_y, classes), image_size=image_size,
         reweight_epoch=lay.reweight_epoch,
         info={"root": str(base), "train_list": str(train), "test_list": str(test), "fixed_split": True},
         color_jitter=color_jitter,
@@ -275,23 +285,26 @@ def build_file_lt(kind: str, root: str | None = None, split_seed: int = 0, imbal
 
 def build_imagenet_lt(root: str | None = None, split_seed: int = 0, imbalance_ratio: float | None = None,
                       train_list: str | None = None, test_list: str | None = None,
-                      image_size: int = 224, color_jitter: bool | None = None) -> FileLTData:
+                      image_size: int = 224, color_jitter: bool | None = None,
+                      num_classes: int | None = None) -> FileLTData:
     """ImageNet-LT (spec 1.2): official train list, evaluated on the 50,000-image test list."""
     return build_file_lt("imagenet_lt", root, split_seed, imbalance_ratio, train_list, test_list, image_size,
-                         color_jitter)
+                         color_jitter, num_classes)
 
 
 def build_inat2018(root: str | None = None, split_seed: int = 0, imbalance_ratio: float | None = None,
                    train_list: str | None = None, test_list: str | None = None,
-                   image_size: int = 224, color_jitter: bool | None = None) -> FileLTData:
+                   image_size: int = 224, color_jitter: bool | None = None,
+                   num_classes: int | None = None) -> FileLTData:
     """iNaturalist 2018 (spec 1.3): official train list, evaluated on the official val list."""
     return build_file_lt("inat2018", root, split_seed, imbalance_ratio, train_list, test_list, image_size,
-                         color_jitter)
+                         color_jitter, num_classes)
 
 
 def _counts(kind: str) -> Callable[..., list[int]]:
-    def counts(root: str | None = None, train_list: str | None = None, **_: object) -> list[int]:
-        return read_train_counts(kind, root, train_list)
+    def counts(root: str | None = None, train_list: str | None = None, num_classes: int | None = None,
+               **_: object) -> list[int]:
+        return read_train_counts(kind, root, train_list, num_classes)
 
     return counts
 

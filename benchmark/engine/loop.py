@@ -201,7 +201,8 @@ def train_pack(runs: Sequence[Run]) -> list[FitResult | Exception]:
             raise Preempted(f"stopped after epoch {epoch}; {epoch + 1} epochs are checkpointed")
         epoch_s = time.time() - te
 
-    info = {**step.info(), "pack_size": k, "pack_runs": [m.run.run_id for m in members]}
+    info = {**step.info(), "pack_size": k, "pack_runs": [m.run.run_id for m in members],
+            "input_pipeline": getattr(members[0].source, "kind", type(members[0].source).__name__)}
     models = net.member_models([m.model for m in members])
     return [m.error if m.error is not None else _result(m, models[j], info, t0, device, steps)
             for j, m in enumerate(members)]

@@ -13,6 +13,7 @@ from benchmark.backbones import backbones, build_backbone
 from benchmark.backbones.group_bn import use_bn_groups
 from benchmark.data.augment import augmentations
 from benchmark.data.base import LTData, datasets
+from benchmark.data.gpu_decode import GpuDecodeSource
 from benchmark.data.profile import ShotGroups, shot_groups
 from benchmark.data.samplers import Sampler, SamplerContext, samplers
 from benchmark.data.sources import LoaderSource, TensorSource
@@ -23,7 +24,7 @@ from benchmark.methods.rules import Rule, RuleContext, reweight_epoch_of, rules
 from benchmark.methods.schedules import schedules
 from benchmark.schema.settings import RunSettings
 
-Source = TensorSource | LoaderSource
+Source = TensorSource | LoaderSource | GpuDecodeSource
 
 
 @dataclass
@@ -127,7 +128,7 @@ def capability_blocker(s: RunSettings, flag: str) -> str | None:
         if not registry.entry(name).packable:
             return f"{kind} {name}"
     if s.train.pipeline != "tensor":
-        return "train.pipeline reference (DataLoader workers)"
+        return f"train.pipeline {s.train.pipeline}"
     if s.stage2 is not None:
         return "a two-stage run"
     return None
@@ -135,12 +136,20 @@ def capability_blocker(s: RunSettings, flag: str) -> str | None:
 
 def make_source(s: RunSettings, data: Any, device: torch.device) -> Source:
     """File datasets and the reference pipeline go through DataLoader workers; in-memory splits stay on the device."""
+    if hasattr(data, "datasets") and s.train.pipeline == "gpu_decode":  # FileLTData decoded on the device
+        if s.train.augment != "standard":
+            raise ValueError(f"train.pipeline gpu_decode does RandomResizedCrop + flip (+ jitter) only; "
+                             f"train.augment {s.train.augment} needs the reference pipeline")
+        return GpuDecodeSource(data, device, threads=max(1, s.train.workers))
     if hasattr(data, "datasets"):  # FileLTData: images decoded from disk with the reference transforms
         train_t, test_t = data.transforms()
         if s.train.augment == "imagenet_strong":
             train_t = ImagenetStrongTransform(data.image_size, data.mean, data.std)
         train_set, test_set = data.datasets(train_t, test_t)
         return LoaderSource(train_set, test_set, data.train_y, device, s.train.workers)
+    if s.train.pipeline == "gpu_decode":
+        raise ValueError(f"train.pipeline gpu_decode decodes image files (imagenet_lt, inat2018); dataset "
+                         f"{s.data.name} is in memory: use tensor or reference")
     if s.train.pipeline == "reference":
         return LoaderSource.for_arrays(data, device, s.train.workers)
     return TensorSource(data, s.train.augment, device)

@@ -28,7 +28,8 @@ class DataSettings(Strict):
     download: bool = Field(True, description="download official files through torchvision when missing")
     split_seed: int = Field(0, ge=0, lt=2**32,
                             description="legacy NumPy seed of the subset draw (official rand_number)")
-    num_classes: int | None = Field(None, ge=2, le=100_000, description="synthetic only")
+    num_classes: int | None = Field(None, ge=2, le=100_000, description="synthetic; file datasets: a smaller "
+                                                                       "synthetic JPEG set in their layout")
     max_per_class: int | None = Field(None, ge=1, le=100_000, description="synthetic only: images of the head class")
     test_per_class: int | None = Field(None, ge=1, le=100_000,
                                        description="synthetic only: balanced test images per class")
@@ -108,9 +109,12 @@ class TrainSettings(Strict):
     sampler: str = Field("instance", description="background (main) stream sampler")
     sampler_args: ComponentArgs = Field(None, description="options of train.sampler (the background stream's)")
     augment: str = Field("standard", description="train augmentation: standard (pad-crop + flip) or a registered one")
-    pipeline: Literal["tensor", "reference"] = Field(
-        "tensor", description="tensor: split on the device, batched augmentation; reference: DataLoader workers")
-    workers: int = Field(4, ge=0, description="DataLoader workers (reference pipeline and file datasets)")
+    pipeline: Literal["tensor", "reference", "gpu_decode"] = Field(
+        "tensor", description="tensor: split on the device, batched augmentation; reference: DataLoader workers "
+                              "(file datasets with tensor too); gpu_decode: file datasets' JPEGs decoded and "
+                              "augmented in batches on the training device")
+    workers: int = Field(4, ge=0, description="DataLoader workers (reference pipeline and file datasets); "
+                                              "gpu_decode: threads reading the files")
     steps_per_epoch: int | None = Field(None, gt=0, description="cap on batches per epoch (smoke runs)")
     bn_groups: int = Field(1, ge=1, le=64, description="BatchNorm statistics per this many chunks of each batch (the "
                                                        "reference's nn.DataParallel GPUs; running statistics from "
