@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -38,6 +39,19 @@ def fail(msg: str, code: int = 2) -> None:
     """Print one error line and exit (2 = bad input)."""
     err.print(f"error: {msg}", highlight=False, markup=False, soft_wrap=True)
     raise typer.Exit(code)
+
+
+def one_line_errors(command: Any) -> Any:
+    """OS errors, no memory, stops (SIGTERM, Ctrl-C), unusable checkpoints: one line and an exit code (fault_line)."""
+    @functools.wraps(command)
+    def wrapper(*args: object, **kwargs: object) -> None:
+        from benchmark.run.faults import FAULTS, fault_line
+
+        try:
+            command(*args, **kwargs)
+        except FAULTS as e:
+            fail(*fault_line(e))
+    return wrapper
 
 
 def split_rows(text: str | None) -> list[str] | None:
@@ -99,6 +113,7 @@ def suites_show(name: SuiteArg) -> None:
 
 
 @app.command("validate")
+@one_line_errors
 def validate(name: SuiteArg) -> None:
     """Check a suite: schema, every row's settings, every component name. Trains nothing."""
     from benchmark.config.validation import check_plan
@@ -113,6 +128,7 @@ def validate(name: SuiteArg) -> None:
 
 
 @run_app.command("suite")
+@one_line_errors
 def run_suite_cmd(
     names: Annotated[list[str], typer.Argument(help="Suite names (in suites/) or paths to suite YAMLs; several are "
                                                     "planned together and each distinct run trains once.")],
@@ -157,7 +173,6 @@ def run_suite_cmd(
     Runs with the same settings (hash with seed) in several suites or rows train once: the others get a copy of
     its record (`reused_from`), as do runs whose settings finished earlier in any suite.
     """
-    from benchmark.engine.runtime import Preempted
     from benchmark.run.executors import make_executor
     from benchmark.run.planning import load_suites
     from benchmark.run.progress import RunProgress
@@ -183,14 +198,6 @@ def run_suite_cmd(
                               progress=RunProgress(console))
     except (SuiteError, UnknownComponentError) as e:
         fail(str(e))
-    except Preempted as e:
-        fail(f"{e}; run the same command again to resume", code=3)
-    except Exception as e:
-        from benchmark.engine.checkpoint import CheckpointError
-
-        if isinstance(e, CheckpointError):
-            fail(str(e))
-        raise
     console.print(outcome_table(suites, outcomes))
     if any(o.status == "failed" for o in outcomes):
         raise typer.Exit(1)
@@ -271,19 +278,19 @@ def dry_run_cmd(suites: list, *, seeds: list[int] | None, overrides: dict, smoke
 
 
 @app.command("status")
+@one_line_errors
 def status_cmd(name: SuiteArg, results_dir: ResultsOpt = REPO_ROOT / "results", set_: SetOpt = None,
                seeds: SeedsOpt = None, smoke: SmokeOpt = False) -> None:
     """Per planned run: done, failed, running, interrupted (resumes), queued (with its job id) or not started."""
-    from benchmark.run.executors import queue_file, run_status
+    from benchmark.run.executors import read_queue, run_status
     from benchmark.run.records import record_path
 
     try:
         spec, _ = load_suite(name)
         runs = plan(spec, seeds=parse_seeds(seeds), overrides=parse_set(set_ or []), smoke=smoke)
+        queue = read_queue(results_dir / spec.suite)
     except SuiteError as e:
         fail(str(e))
-    q = queue_file(results_dir / spec.suite)
-    queue = json.loads(q.read_text()) if q.is_file() else {}
     t = Table("run", "row", "seed", "status", title=f"{spec.suite}: {len(runs)} runs")
     counts: dict[str, int] = {}
     for r in runs:
@@ -295,6 +302,7 @@ def status_cmd(name: SuiteArg, results_dir: ResultsOpt = REPO_ROOT / "results", 
 
 
 @app.command("report")
+@one_line_errors
 def report_cmd(
     name: SuiteArg,
     results_dir: ResultsOpt = REPO_ROOT / "results",

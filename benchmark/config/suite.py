@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import re
 from dataclasses import dataclass
@@ -154,10 +155,26 @@ def list_suite_names(suites_dir: Path = SUITES_DIR) -> list[str]:
     return sorted(p.stem for p in suites_dir.glob("*.yaml") if not p.name.startswith("_"))
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A SafeLoader that refuses a key given twice in one mapping (plain safe_load keeps the last silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+            if isinstance(key, str | int | float | bool) and key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key '{key}' (line {key_node.start_mark.line + 1})", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def read_yaml(path: Path) -> dict[str, Any]:
-    """safe_load a YAML mapping; syntax errors name the file and line."""
+    """Safe-load a YAML mapping (duplicate keys refused); errors name the file and line, never echo its content."""
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader)
+    except UnicodeDecodeError as e:
+        raise SuiteError(f"{path}: not UTF-8 text (byte {e.start}); save the suite as UTF-8") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)
@@ -175,12 +192,38 @@ def _raw_with_includes(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any
     inc = data.pop("include", None)
     if inc is None:
         return data
-    base_path = (path.parent / str(inc)).resolve()
+    if not isinstance(inc, str) or not inc.strip():
+        raise SuiteError(f"{path}: include must be a file name, e.g. include: _cifar100_lt.yaml")
+    base_path = (path.parent / inc).resolve()  # relative to the suite's folder
+    if Path(inc).is_absolute() and not _under_allowed(base_path, path):
+        raise SuiteError(f"{path}: include '{inc}' is outside the suites and working folders; "
+                         f"copy the base next to the suite")
     if base_path in seen:
         raise SuiteError(f"{path}: include cycle through {base_path.name}")
     if not base_path.is_file():
         raise SuiteError(f"{path}: include '{inc}' not found next to the suite")
     return deep_merge(_raw_with_includes(base_path, (*seen, base_path)), data)
+
+
+def _under_allowed(target: Path, suite_path: Path) -> bool:
+    """An absolute include must lie under the suites folder, the suite's own folder or the working folder."""
+    roots = [SUITES_DIR, suite_path.parent]
+    with contextlib.suppress(OSError):  # an unsearchable working folder admits nothing
+        roots.append(Path.cwd())
+    return any(target.is_relative_to(r.resolve()) for r in roots)
+
+
+def check_row_names(rows: list[RowSpec], where: str) -> None:
+    """Rows must differ beyond letter case and punctuation: run ids and record folders come from the name's slug."""
+    first: dict[str, str] = {}
+    for row in rows:
+        key = slug(row.name)
+        other = first.setdefault(key, row.name)
+        if other == row.name:
+            continue  # the very same name: left to the exact-duplicate check
+        if other.lower() == row.name.lower():
+            raise SuiteError(f"{where}: rows '{other}' and '{row.name}' differ only in case; rename one")
+        raise SuiteError(f"{where}: rows '{other}' and '{row.name}' share the folder name '{key}'; rename one")
 
 
 def load_suite(name_or_path: str, suites_dir: Path = SUITES_DIR) -> tuple[SuiteSpec, Path]:
@@ -191,6 +234,10 @@ def load_suite(name_or_path: str, suites_dir: Path = SUITES_DIR) -> tuple[SuiteS
         spec = SuiteSpec.model_validate(raw)
     except ValidationError as e:
         raise SuiteError(f"{path}: {format_validation_error(e)}") from None
+    if spec.suite != path.stem:
+        raise SuiteError(f"{path}: suite: '{spec.suite}' differs from the file name '{path.stem}'; "
+                         f"make them the same (records are filed under the suite name)")
+    check_row_names(spec.rows, str(path))
     for col in spec.columns or [None]:
         for row in spec.rows:
             _resolve(spec, row, col, seed=spec.seeds[0], overrides={}, where=str(path))

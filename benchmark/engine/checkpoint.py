@@ -1,7 +1,9 @@
-"""Per-epoch training checkpoints: the whole loop state, written atomically, loaded with weights_only."""
+"""Per-epoch training checkpoints: the whole loop state, written atomically with a digest, loaded with weights_only."""
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import os
 import tempfile
@@ -15,6 +17,54 @@ import torch
 
 class CheckpointError(RuntimeError):
     """A checkpoint that cannot be used for this run (another run id, or unreadable)."""
+
+
+class DamagedFileError(CheckpointError):
+    """A checkpoint or weights file whose content no longer matches the digest written with it."""
+
+
+# A sealed file: this header line (magic, sha256 of the body in hex, newline), then the torch.save bytes. Files
+# without the header (written before digests existed) load as plain torch files.
+SEAL_MAGIC = b"LTBENCH-SHA256 "
+_SEAL_LEN = len(SEAL_MAGIC) + 64 + 1
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write bytes to a temp file in the same folder, fsync, then rename over `path`: never a partial file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as e:
+        Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError) and e.filename is None:  # a failed write names no file: name the target
+            raise OSError(e.errno, e.strerror, str(path)) from e
+        raise
+
+
+def save_sealed(obj: Any, path: Path) -> None:
+    """torch.save `obj` behind a sha256 header line, atomically (digest and content land in one rename)."""
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    body = buf.getvalue()
+    write_atomic(path, SEAL_MAGIC + hashlib.sha256(body).hexdigest().encode() + b"\n" + body)
+
+
+def load_sealed(path: Path, what: str = "checkpoint") -> Any:
+    """torch.load (weights_only) a sealed file after checking its digest; a mismatch is a DamagedFileError saying
+    which file and what to do. Unsealed (older) files load as they are."""
+    raw = path.read_bytes()
+    body = raw
+    if raw.startswith(SEAL_MAGIC):
+        digest, body = raw[len(SEAL_MAGIC):_SEAL_LEN - 1], raw[_SEAL_LEN:]
+        if hashlib.sha256(body).hexdigest().encode() != digest:
+            raise DamagedFileError(f"{path}: damaged {what} (its content does not match the digest written with it); "
+                                   f"delete it or rerun with --force to train the run from scratch")
+    return torch.load(io.BytesIO(body), map_location="cpu", weights_only=True)
 
 
 @dataclass
@@ -49,15 +99,7 @@ def save_checkpoint(path: Path, run_id: str, st: TrainState, model: dict[str, An
         "numpy_rng": json.dumps(rng.bit_generator.state),
         "state": json.dumps(asdict(st)),
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    save_sealed(payload, path)
 
 
 def load_checkpoint(path: Path, run_id: str, gen: torch.Generator,
@@ -65,7 +107,9 @@ def load_checkpoint(path: Path, run_id: str, gen: torch.Generator,
     """Restore the generators in place; returns the loop state and the model and optimiser state dicts. A checkpoint
     of another run id is refused."""
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        payload = load_sealed(path)
+    except DamagedFileError:
+        raise
     except Exception as e:  # truncated or foreign file
         raise CheckpointError(f"{path}: unreadable checkpoint ({type(e).__name__}); delete it to restart the run") \
             from None
@@ -83,7 +127,7 @@ def checkpoint_epoch(path: Path) -> int:
     if not path.is_file():
         return 0
     try:
-        return int(json.loads(torch.load(path, map_location="cpu", weights_only=True)["state"])["epoch"])
+        return int(json.loads(load_sealed(path)["state"])["epoch"])
     except Exception:  # an unreadable checkpoint fails loudly when its run loads it
         return 0
 

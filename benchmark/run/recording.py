@@ -13,6 +13,7 @@ from benchmark.config.choices import choices_for
 from benchmark.config.suite import REPO_ROOT, RunSpec, slug
 from benchmark.data.base import LTData
 from benchmark.data.profile import shot_groups
+from benchmark.run.faults import os_error_line
 from benchmark.run.jobs import RunJob
 from benchmark.run.records import RunRecord, environment, write_record
 from benchmark.run.tracking import Tracker
@@ -68,7 +69,8 @@ def failed_record(base: dict[str, Any], tracker: Tracker, e: BaseException) -> R
     tb = traceback.format_exception(e)
     tb_lines = "".join(tb).strip().splitlines()
     tracker.finish({"status": "failed"}, None, failed=True)
-    return RunRecord(status="failed", error=f"{type(e).__name__}: {e}\n" + "\n".join(tb_lines[-12:]),
+    first = f"{type(e).__name__}: {os_error_line(e)}" if isinstance(e, OSError) else f"{type(e).__name__}: {e}"
+    return RunRecord(status="failed", error=first + "\n" + "\n".join(tb_lines[-12:]),
                      tracker=tracker.info(), **base)
 
 

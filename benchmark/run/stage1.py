@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from benchmark.config.suite import RunSpec
+from benchmark.config.suite import RunSpec, SuiteError
 from benchmark.data.base import LTData
+from benchmark.engine.checkpoint import load_sealed, save_sealed, write_atomic
 from benchmark.engine.loop import fit
 from benchmark.engine.parts import build_model
 from benchmark.run.jobs import existing_status
@@ -23,12 +21,13 @@ def stage1_model(r: RunSpec, data: LTData, path: Path, hook: Callable[[dict[str,
     """The stage-1 model of a two-stage run: the weights of a finished run of the suite with exactly the stage-1
     settings (e.g. the 'CE-DRW + CMO' row for 'CE-DRW + CMO + LAS'; for a linked copy, the weights of the run it
     names in `reused_from`), else trained here first."""
-
-
     s1 = r.settings.stage1()
     suite_dir = path.parent.parent
     for cand in sorted(suite_dir.glob(f"*/*-{s1.run_hash(r.suite_version)}.json")):
-        if existing_status(cand) != "done":
+        try:
+            if existing_status(cand) != "done":
+                continue
+        except SuiteError:  # another run's damaged or misplaced record: not a source of weights
             continue
         rec = read_record(cand)
         weights = cand.with_suffix(".weights.pt")
@@ -36,28 +35,23 @@ def stage1_model(r: RunSpec, data: LTData, path: Path, hook: Callable[[dict[str,
             weights = (suite_dir.parent / rec.reused_from["path"]).with_suffix(".weights.pt")
         if weights.is_file():
             model = build_model(s1, data.num_classes)
-            model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+            model.load_state_dict(load_sealed(weights, "weights file"))
             return model, {"run_id": rec.run_id, "source": "reused", "metrics": rec.metrics}
     own = path.with_name(path.stem + ".stage1.weights.pt")  # trained here by an earlier, interrupted attempt
     info_file = own.with_suffix(".json")
     if own.is_file() and info_file.is_file():
         model = build_model(s1, data.num_classes)
-        model.load_state_dict(torch.load(own, map_location="cpu", weights_only=True))
+        model.load_state_dict(load_sealed(own, "weights file"))
         return model, json.loads(info_file.read_text())
     ckpt = path.with_name(path.stem + ".stage1.ckpt")
     res = fit(s1, data, on_epoch=hook, checkpoint=ckpt, run_id=f"{r.run_id}/stage1")
     info = {"run_id": f"{r.run_id}/stage1", "source": "trained", "metrics": {"last": res.last, "best": res.best}}
     save_weights(res.model, own)
-    info_file.write_text(json.dumps(info))
+    write_atomic(info_file, json.dumps(info).encode())
     ckpt.unlink(missing_ok=True)
     return res.model, info
 
 
 def save_weights(model: Any, path: Path) -> None:
-    """The final model's state dict, written atomically."""
-
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(model.state_dict(), tmp)
-    os.replace(tmp, path)
+    """The final model's state dict, written atomically with its digest."""
+    save_sealed(model.state_dict(), path)

@@ -103,7 +103,7 @@ class TrainSettings(Strict):
         "tensor", description="tensor: split on the device, batched augmentation; reference: DataLoader workers")
     workers: int = Field(4, ge=0, description="DataLoader workers (reference pipeline and file datasets)")
     steps_per_epoch: int | None = Field(None, gt=0, description="cap on batches per epoch (smoke runs)")
-    device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
+    device: str = Field("auto", pattern=r"^(auto|cpu|mps|cuda(:\d+)?)$", description="auto | cpu | cuda | cuda:N")
     precision: Literal["auto", "fp32", "bf16"] = Field(
         "auto", description="forward under bf16 autocast (losses and weights fp32); auto: bf16 on CUDA, fp32 on CPU")
     channels_last: bool | None = Field(None, description="NHWC model and inputs; None: on CUDA")
