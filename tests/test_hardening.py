@@ -327,3 +327,32 @@ def test_full_tmpfs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         assert rec_path.read_bytes() == before and not list((mnt / "res").rglob("*.tmp"))
     finally:
         subprocess.run(["umount", str(mnt)], check=False)
+
+
+def test_unwritable_cell_folder_as_filelock_reports_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """filelock raises PermissionError(EACCES, ..., lock path) in a folder it cannot write (simulated: as root
+    every folder is writable; the real case is test_unwritable_cell_folder_for_real)."""
+    import benchmark.run.unit as unit_mod
+
+    class Denied:
+        def __init__(self, path: str, timeout: float = 0) -> None:
+            raise PermissionError(errno.EACCES, "Permission denied", path)
+    monkeypatch.setattr(unit_mod, "FileLock", Denied)
+    suite = _suite(tmp_path)
+    out = runner.invoke(app, ["run", "suite", str(suite), "--results-dir", str(tmp_path / "res"), "--tracker",
+                              "none", "--rows", "CE"])
+    _one_line(out, 2, str(tmp_path / "res" / "tiny" / "ce"), ".lock: permission denied")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_unwritable_cell_folder_for_real(tmp_path: Path) -> None:
+    suite = _suite(tmp_path)
+    cell = tmp_path / "res" / "tiny" / "ce"
+    cell.mkdir(parents=True)
+    cell.chmod(0o500)
+    try:
+        out = runner.invoke(app, ["run", "suite", str(suite), "--results-dir", str(tmp_path / "res"), "--tracker",
+                                  "none", "--rows", "CE"])
+        _one_line(out, 2, str(cell), "permission denied")
+    finally:
+        cell.chmod(0o700)
