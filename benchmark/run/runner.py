@@ -103,7 +103,7 @@ def _check_writable(results_dir: Path) -> None:
     while not probe.exists() and probe != probe.parent:
         probe = probe.parent
     if not probe.is_dir():
-        raise SuiteError(f"results directory {results_dir}: {probe} is a file, not a folder; "
+        raise SuiteError(f"results directory {results_dir}: {probe} is a file, not a folder (not writable); "
                          f"choose another with --results-dir")
     free = shutil.disk_usage(probe).free
     if free < MIN_FREE_BYTES:  # a record would not fit after training: say so before anything runs
