@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -52,6 +53,19 @@ def print_version(value: bool) -> None:
 def main_options(version: Annotated[bool, typer.Option("--version", help="Print the lt-bench version and exit.",
                                                        callback=print_version, is_eager=True)] = False) -> None:
     """lt-bench: paper tables of long-tailed classification as suites of training runs."""
+
+
+def one_line_errors(command: Any) -> Any:
+    """OS errors, no memory, stops (SIGTERM, Ctrl-C), unusable checkpoints: one line and an exit code (fault_line)."""
+    @functools.wraps(command)
+    def wrapper(*args: object, **kwargs: object) -> None:
+        from benchmark.run.faults import FAULTS, fault_line
+
+        try:
+            command(*args, **kwargs)
+        except FAULTS as e:
+            fail(*fault_line(e))
+    return wrapper
 
 
 def split_rows(text: str | None) -> list[str] | None:
@@ -113,6 +127,7 @@ def suites_show(name: SuiteArg) -> None:
 
 
 @app.command("validate")
+@one_line_errors
 def validate(name: SuiteArg, as_json: JsonOpt = False) -> None:
     """Check a suite: schema, every row's settings, every component name. Trains nothing."""
     from benchmark.config.validation import check_plan
@@ -130,6 +145,7 @@ def validate(name: SuiteArg, as_json: JsonOpt = False) -> None:
 
 
 @run_app.command("suite")
+@one_line_errors
 def run_suite_cmd(
     names: Annotated[list[str], typer.Argument(help="Suite names (in suites/) or paths to suite YAMLs; several are "
                                                     "planned together and each distinct run trains once.")],
@@ -179,7 +195,6 @@ def run_suite_cmd(
     Runs with the same settings (hash with seed) in several suites or rows train once: the others get a copy of
     its record (`reused_from`), as do runs whose settings finished earlier in any suite.
     """
-    from benchmark.engine.runtime import Preempted
     from benchmark.run.executors import make_executor
     from benchmark.run.planning import load_suites
     from benchmark.run.progress import RunProgress
@@ -207,14 +222,6 @@ def run_suite_cmd(
                                   progress=progress)
         except (SuiteError, UnknownComponentError) as e:
             fail(str(e))
-        except Preempted as e:
-            fail(f"{e}; run the same command again to resume", code=3)
-        except Exception as e:
-            from benchmark.engine.checkpoint import CheckpointError
-
-            if isinstance(e, CheckpointError):
-                fail(str(e))
-            raise
     if as_json:
         out.emit(outcomes_json(outcomes))
     else:
@@ -256,6 +263,7 @@ def dry_run_cmd(suites: list, *, seeds: list[int] | None, overrides: dict, smoke
 
 
 @app.command("status")
+@one_line_errors
 def status_cmd(name: SuiteArg, results_dir: ResultsOpt = Path("results"), set_: SetOpt = None,
                seeds: SeedsOpt = None, smoke: SmokeOpt = False, as_json: JsonOpt = False) -> None:
     """Per planned run: done, failed, running, interrupted (resumes), queued (with its job id) or not started."""
@@ -279,6 +287,7 @@ def status_cmd(name: SuiteArg, results_dir: ResultsOpt = Path("results"), set_: 
 
 
 @app.command("report")
+@one_line_errors
 def report_cmd(
     name: SuiteArg,
     results_dir: ResultsOpt = Path("results"),

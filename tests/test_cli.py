@@ -48,7 +48,7 @@ def test_dry_run_trains_nothing(tiny_suite: Path, tmp_path: Path) -> None:
 
 def test_bad_input_exits_2_and_writes_nothing(tiny_suite: Path, tmp_path: Path) -> None:
     bad = tiny_suite.parent / "bad.yaml"
-    bad.write_text(tiny_suite.read_text().replace("mixer: cmo}", "mixer: cmoo}"))
+    bad.write_text(tiny_suite.read_text().replace("mixer: cmo}", "mixer: cmoo}").replace("suite: tiny", "suite: bad"))
     for args in (["validate", str(bad)], ["run", "suite", str(bad), "--results-dir", str(tmp_path / "res")],
                  ["run", "suite", str(tiny_suite), "--set", "train.epochs=0", "--results-dir", str(tmp_path / "r")],
                  ["run", "suite", str(tiny_suite), "--seeds", "a,b"]):

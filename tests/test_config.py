@@ -11,7 +11,7 @@ from benchmark.config.validation import check_plan
 from tests.conftest import TINY_SUITE
 
 
-def _suite(tmp_path: Path, text: str, name: str = "s.yaml") -> Path:
+def _suite(tmp_path: Path, text: str, name: str = "tiny.yaml") -> Path:
     p = tmp_path / name
     p.write_text(text)
     return p

@@ -50,7 +50,7 @@ BAD_EDITS = {
 @pytest.mark.parametrize("case", list(BAD_EDITS))
 def test_bad_input_one_line_exit_2_nothing_written(case: str, tmp_path: Path) -> None:
     (old, new), expected = BAD_EDITS[case]
-    suite = tmp_path / "suites" / "bad.yaml"
+    suite = tmp_path / "suites" / "tiny.yaml"
     suite.parent.mkdir()
     suite.write_text(TINY_SUITE.replace(old, new, 1))
     before = _tree(tmp_path)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,6 +10,7 @@ from typing import Any, Literal, get_args
 import yaml
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
+from benchmark.config.suite_files import SuiteError, deep_merge, raw_with_includes
 from benchmark.schema.settings import RunSettings, Strict
 from benchmark.schema.suggest import did_you_mean
 
@@ -36,10 +36,6 @@ SMOKE_OVERRIDES: dict[str, Any] = {
     "mixer.start": -1,
     "mixer.end": 0,
 }
-
-
-class SuiteError(ValueError):
-    """A suite or override problem, phrased as one line that says what to fix."""
 
 
 class Shots(Strict):
@@ -192,43 +188,31 @@ def list_suite_names(suites_dir: Path = SUITES_DIR) -> list[str]:
     return sorted(p.stem for p in suites_dir.glob("*.yaml") if not p.name.startswith("_"))
 
 
-def read_yaml(path: Path) -> dict[str, Any]:
-    """safe_load a YAML mapping; syntax errors name the file and line."""
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark else str(path)
-        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise SuiteError(f"{where}: malformed YAML: {problem}") from None
-    except OSError as e:
-        raise SuiteError(f"{path}: cannot read: {e.strerror}") from None
-    if not isinstance(data, dict):
-        raise SuiteError(f"{path}: a suite must be a YAML mapping")
-    return data
-
-
-def _raw_with_includes(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
-    data = read_yaml(path)
-    inc = data.pop("include", None)
-    if inc is None:
-        return data
-    base_path = (path.parent / str(inc)).resolve()
-    if base_path in seen:
-        raise SuiteError(f"{path}: include cycle through {base_path.name}")
-    if not base_path.is_file():
-        raise SuiteError(f"{path}: include '{inc}' not found next to the suite")
-    return deep_merge(_raw_with_includes(base_path, (*seen, base_path)), data)
+def check_row_names(rows: list[RowSpec], where: str) -> None:
+    """Rows must differ beyond letter case and punctuation: run ids and record folders come from the name's slug."""
+    first: dict[str, str] = {}
+    for row in rows:
+        key = slug(row.name)
+        other = first.setdefault(key, row.name)
+        if other == row.name:
+            continue  # the very same name: left to the exact-duplicate check
+        if other.lower() == row.name.lower():
+            raise SuiteError(f"{where}: rows '{other}' and '{row.name}' differ only in case; rename one")
+        raise SuiteError(f"{where}: rows '{other}' and '{row.name}' share the folder name '{key}'; rename one")
 
 
 def load_suite(name_or_path: str, suites_dir: Path = SUITES_DIR) -> tuple[SuiteSpec, Path]:
     """Load, include and validate a suite; every row's settings are resolved once to catch bad values."""
     path = find_suite(name_or_path, suites_dir)
-    raw = _raw_with_includes(path)
+    raw = raw_with_includes(path, suites_dir)
     try:
         spec = SuiteSpec.model_validate(raw)
     except ValidationError as e:
         raise SuiteError(f"{path}: {format_validation_error(e, SuiteSpec)}") from None
+    if spec.suite != path.stem:
+        raise SuiteError(f"{path}: suite: '{spec.suite}' differs from the file name '{path.stem}'; "
+                         f"make them the same (records are filed under the suite name)")
+    check_row_names(spec.rows, str(path))
     for col in spec.columns or [None]:
         for row in spec.rows:
             _resolve(spec, row, col, seed=spec.seeds[0], overrides={}, where=str(path))
@@ -266,17 +250,6 @@ def _keys_at(model: type[BaseModel], path: tuple[Any, ...]) -> list[str]:
 
 
 # ---------------------------------------------------------------------------------------------- merging
-
-
-def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    """Recursive dict merge; `over` wins; inputs are not modified."""
-    out = copy.deepcopy(base)
-    for k, v in over.items():
-        if isinstance(v, dict) and isinstance(out.get(k), dict):
-            out[k] = deep_merge(out[k], v)
-        else:
-            out[k] = copy.deepcopy(v)
-    return out
 
 
 def nest(flat: dict[str, Any]) -> dict[str, Any]:

@@ -1,7 +1,9 @@
-"""Per-epoch training checkpoints: the whole loop state, written atomically, loaded with weights_only."""
+"""Per-epoch training checkpoints: the whole loop state, written atomically with a digest, loaded with weights_only."""
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -15,6 +17,48 @@ from benchmark.schema.files import atomic_write
 
 class CheckpointError(RuntimeError):
     """A checkpoint that cannot be used for this run (another run id, or unreadable)."""
+
+
+class DamagedFileError(CheckpointError):
+    """A checkpoint or weights file whose content no longer matches the digest written with it."""
+
+
+# A sealed file: this header line (magic, sha256 of the body in hex, newline), then the torch.save bytes. Files
+# without the header (written before digests existed) load as plain torch files.
+SEAL_MAGIC = b"LTBENCH-SHA256 "
+_SEAL_LEN = len(SEAL_MAGIC) + 64 + 1
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write bytes to a temp file in the same folder, fsync, then rename over `path`: never a partial file; an error
+    that names no file names the target."""
+    try:
+        atomic_write(path, lambda tmp: Path(tmp).write_bytes(data), fsync=True)
+    except OSError as e:
+        if e.filename is None:
+            raise OSError(e.errno, e.strerror, str(path)) from e
+        raise
+
+
+def save_sealed(obj: Any, path: Path) -> None:
+    """torch.save `obj` behind a sha256 header line, atomically (digest and content land in one rename)."""
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    body = buf.getvalue()
+    write_atomic(path, SEAL_MAGIC + hashlib.sha256(body).hexdigest().encode() + b"\n" + body)
+
+
+def load_sealed(path: Path, what: str = "checkpoint") -> Any:
+    """torch.load (weights_only) a sealed file after checking its digest; a mismatch is a DamagedFileError saying
+    which file and what to do. Unsealed (older) files load as they are."""
+    raw = path.read_bytes()
+    body = raw
+    if raw.startswith(SEAL_MAGIC):
+        digest, body = raw[len(SEAL_MAGIC):_SEAL_LEN - 1], raw[_SEAL_LEN:]
+        if hashlib.sha256(body).hexdigest().encode() != digest:
+            raise DamagedFileError(f"{path}: damaged {what} (its content does not match the digest written with it); "
+                                   f"delete it or rerun with --force to train the run from scratch")
+    return torch.load(io.BytesIO(body), map_location="cpu", weights_only=True)
 
 
 @dataclass
@@ -49,7 +93,7 @@ def save_checkpoint(path: Path, run_id: str, st: TrainState, model: dict[str, An
         "numpy_rng": json.dumps(rng.bit_generator.state),
         "state": json.dumps(asdict(st)),
     }
-    atomic_write(path, lambda tmp: torch.save(payload, tmp))
+    save_sealed(payload, path)
 
 
 def load_checkpoint(path: Path, run_id: str, gen: torch.Generator,
@@ -57,7 +101,9 @@ def load_checkpoint(path: Path, run_id: str, gen: torch.Generator,
     """Restore the generators in place; returns the loop state and the model and optimiser state dicts. A checkpoint
     of another run id is refused."""
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        payload = load_sealed(path)
+    except DamagedFileError:
+        raise
     except Exception as e:  # truncated or foreign file
         raise CheckpointError(f"{path}: unreadable checkpoint ({type(e).__name__}); delete it to restart the run") \
             from None
@@ -75,7 +121,7 @@ def checkpoint_epoch(path: Path) -> int:
     if not path.is_file():
         return 0
     try:
-        return int(json.loads(torch.load(path, map_location="cpu", weights_only=True)["state"])["epoch"])
+        return int(json.loads(load_sealed(path)["state"])["epoch"])
     except Exception:  # an unreadable checkpoint fails loudly when its run loads it
         return 0
 

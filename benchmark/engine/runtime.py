@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import threading
 
 import torch
@@ -11,15 +12,22 @@ class NonFiniteLossError(FloatingPointError):
     """The training loss became NaN or infinite."""
 
 
-class Preempted(Exception):
-    """A stop was requested (SIGTERM, e.g. Slurm pre-emption); the run resumes from its last checkpoint."""
-
-
 _STOP = threading.Event()
+_SIGNAL = [int(signal.SIGTERM)]  # the signal of the last stop request
 
 
-def request_stop() -> None:
-    """Ask the running loop to stop (signal-handler safe)."""
+class Preempted(Exception):
+    """A stop was requested (SIGTERM, e.g. Slurm pre-emption, or SIGINT); the run resumes from its last checkpoint.
+    `signum` is the requesting signal (the last one requested unless given)."""
+
+    def __init__(self, message: str, signum: int | None = None) -> None:
+        super().__init__(message)
+        self.signum = int(signum if signum is not None else _SIGNAL[0])
+
+
+def request_stop(signum: int = signal.SIGTERM) -> None:
+    """Ask the running loop to stop (signal-handler safe); `signum` says which signal asked."""
+    _SIGNAL[0] = int(signum)
     _STOP.set()
 
 

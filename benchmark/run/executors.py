@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -18,11 +20,12 @@ from filelock import FileLock, Timeout
 from rich.console import Console
 
 from benchmark.config.suite import SuiteError
+from benchmark.engine.runtime import Preempted
 from benchmark.run.jobs import RunJob
 from benchmark.run.packing import auto_pack_size, group_jobs
 from benchmark.run.progress import RunProgress
 from benchmark.run.recording import RunOutcome, outcome_json, outcome_of
-from benchmark.run.records import read_record
+from benchmark.run.records import DamagedRecordError, read_record
 from benchmark.run.states import RunState, Status
 from benchmark.run.unit import InlineExecutor, run_unit
 from benchmark.schema.files import atomic_write_text
@@ -63,11 +66,14 @@ class LocalExecutor:
         return [d for d in self.devices for _ in range(self.capacity)]
 
     def run(self, jobs: list[RunJob], progress: Any = None) -> list[RunOutcome]:
+        """Every unit in a worker process. SIGTERM / SIGINT to this process is forwarded to the workers as SIGTERM
+        (their runs checkpoint and stop), no further unit starts, and Preempted is raised once all have exited."""
         k = 1 if self.gpus_per_run > 1 else auto_pack_size(jobs, self.runs_per_gpu)
         units = group_jobs(jobs, k)
         free = dict.fromkeys(self.devices, self.capacity)
         cond = threading.Condition()
         console = getattr(progress, "console", None)
+        workers = WorkerGroup()
 
         def one(i_unit: tuple[int, list[RunJob]]) -> list[RunOutcome]:
             i, unit = i_unit
@@ -77,10 +83,12 @@ class LocalExecutor:
                 gpu = next(g for g, v in free.items() if v >= need)
                 free[gpu] -= need
             try:
+                if workers.stopped is not None:
+                    return [RunOutcome(j.run, RunState.NOT_STARTED, j.path, detail="stopped") for j in unit]
                 if console is not None:
                     ids = ", ".join(j.run.run_id for j in unit)
                     console.print(f"[{i + 1}/{len(units)}] {ids} -> GPU {gpu}", highlight=False)
-                outs = run_in_subprocess(unit, {"CUDA_VISIBLE_DEVICES": gpu}, self.gpus_per_run)
+                outs = run_in_subprocess(unit, {"CUDA_VISIBLE_DEVICES": gpu}, self.gpus_per_run, workers)
                 for o in outs if hasattr(progress, "end_run") else []:
                     progress.end_run(o)  # the suite's count and ETA move on
                 return outs
@@ -89,23 +97,89 @@ class LocalExecutor:
                     free[gpu] += need
                     cond.notify_all()
 
-        with ThreadPoolExecutor(max_workers=len(self.slots)) as pool:
-            return [o for outs in pool.map(one, enumerate(units)) for o in outs]
+        previous = workers.forward_signals()
+        try:
+            with ThreadPoolExecutor(max_workers=len(self.slots)) as pool:
+                outs = [o for outs in pool.map(one, enumerate(units)) for o in outs]
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+        if workers.stopped is not None or workers.worker_stopped:
+            signum = workers.stopped if workers.stopped is not None else signal.SIGTERM
+            raise Preempted(f"{signal.Signals(signum).name} received; the workers checkpointed their runs",
+                            signum)
+        return outs
 
 
-def run_in_subprocess(unit: RunJob | list[RunJob], env: dict[str, str], nproc: int = 1) -> list[RunOutcome]:
+class WorkerGroup:
+    """The worker processes of one local run, and the signals that stop them."""
+
+    def __init__(self) -> None:
+        self.procs: set[subprocess.Popen[str]] = set()
+        self.lock = threading.Lock()
+        self.stopped: int | None = None  # the signal this process received
+        self.worker_stopped = False  # a worker reported a stop request of its own
+
+    def forward_signals(self) -> dict[int, Any]:
+        """Install SIGTERM / SIGINT handlers (main thread only) that forward SIGTERM to every worker; a second
+        Ctrl-C interrupts at once. Returns the previous handlers."""
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+
+        def on_signal(signum: int, frame: Any) -> None:
+            if signum == signal.SIGINT and self.stopped == signal.SIGINT:
+                raise KeyboardInterrupt
+            self.stopped = signum
+            with self.lock:
+                procs = list(self.procs)
+            for p in procs:
+                _terminate(p)
+        return {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+
+    def add(self, proc: subprocess.Popen[str]) -> None:
+        with self.lock:
+            self.procs.add(proc)
+        if self.stopped is not None:  # the signal came while it started
+            _terminate(proc)
+
+    def remove(self, proc: subprocess.Popen[str]) -> None:
+        with self.lock:
+            self.procs.discard(proc)
+
+
+def _terminate(proc: subprocess.Popen[str]) -> None:
+    with contextlib.suppress(ProcessLookupError):  # already gone
+        proc.send_signal(signal.SIGTERM)
+
+
+def run_in_subprocess(unit: RunJob | list[RunJob], env: dict[str, str], nproc: int = 1,
+                      workers: WorkerGroup | None = None) -> list[RunOutcome]:
     """`python -m benchmark.run.worker JOBS.json` (one run or a pack) with extra environment (under torchrun with
-    `nproc` processes for a multi-GPU run); outcomes are read from what the worker prints."""
+    `nproc` processes for a multi-GPU run); outcomes are read from what the worker prints. A worker that reports
+    bad input raises SuiteError (its one line); one that reports a stop marks the group stopped."""
     jobs = unit if isinstance(unit, list) else [unit]
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
         f.write("[" + ",".join(j.to_json() for j in jobs) + "]")
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"] \
         if nproc > 1 else [sys.executable]
+    workers = workers or WorkerGroup()
     try:
-        proc = subprocess.run([*launcher, "-m", "benchmark.run.worker", f.name], env={**os.environ, **env},
-                              capture_output=True, text=True)
+        popen = subprocess.Popen([*launcher, "-m", "benchmark.run.worker", f.name], env={**os.environ, **env},
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        workers.add(popen)
+        try:
+            stdout, stderr = popen.communicate()
+        finally:
+            workers.remove(popen)
     finally:
         Path(f.name).unlink(missing_ok=True)
+    proc = subprocess.CompletedProcess(popen.args, popen.returncode, stdout, stderr)
+    for line in proc.stdout.splitlines():
+        if line.startswith('{"fatal"'):
+            raise SuiteError(json.loads(line)["fatal"])
+        if line.startswith('{"stopped"'):
+            workers.worker_stopped = True
+            return [RunOutcome(j.run, RunState.INTERRUPTED, j.path, detail="stopped; resumes") for j in jobs]
     results = _outcome_lines(proc.stdout)
     tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-5:])
     outs = []
@@ -239,6 +313,18 @@ def queue_file(suite_dir: Path) -> Path:
     return suite_dir / "_queue.json"
 
 
+def read_queue(suite_dir: Path) -> dict[str, str]:
+    """The suite's submitted runs (run id -> job id); a damaged queue file is a SuiteError saying to delete it."""
+    q = queue_file(suite_dir)
+    try:
+        queue = json.loads(q.read_text()) if q.is_file() else {}
+    except ValueError:  # not JSON, or not UTF-8
+        queue = None
+    if not isinstance(queue, dict):
+        raise SuiteError(f"{q}: not a queue file written by lt-bench (a JSON object of run ids); delete it")
+    return queue
+
+
 def write_queue(jobs: Iterable[RunJob], job_ids: list[str]) -> None:
     """Remember submitted runs (run id -> scheduler job id) next to the suite's records."""
     by_dir: dict[Path, dict[str, str]] = {}
@@ -246,7 +332,7 @@ def write_queue(jobs: Iterable[RunJob], job_ids: list[str]) -> None:
         by_dir.setdefault(job.path.parent.parent, {})[job.run.run_id] = jid
     for suite_dir, entries in by_dir.items():
         q = queue_file(suite_dir)
-        old = json.loads(q.read_text()) if q.is_file() else {}
+        old = read_queue(suite_dir)
         suite_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(q, json.dumps({**old, **entries}, indent=1))
 
@@ -256,6 +342,8 @@ def run_status(path: Path, run_id: str, queue: dict[str, str]) -> Status:
     if path.is_file():
         try:
             return Status(RunState(read_record(path).status))
+        except DamagedRecordError:
+            return Status(RunState.UNREADABLE, "damaged record")
         except (ValueError, OSError):
             return Status(RunState.UNREADABLE, "record")
     lock_path = path.with_suffix(".lock")

@@ -6,8 +6,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmark.config.suite import RunSpec
-from benchmark.run.records import read_record
+from benchmark.config.suite import RunSpec, SuiteError
+from benchmark.run.records import DamagedRecordError, read_record
 from benchmark.schema.settings import RunSettings
 
 
@@ -36,19 +36,41 @@ class RunJob:
         return cls(run, Path(d["path"]), d["tracker"], d["retry_failed"], d["force"])
 
 
-def should_run(path: Path, retry_failed: bool, force: bool) -> tuple[bool, str | None]:
-    """(run it?, existing status): finished runs are never redone unless forced; failed ones on request."""
-    status = existing_status(path)
-    if force or status is None:
+class UntrustedRecordError(SuiteError):
+    """A record at a run's path that cannot be trusted: damaged, unreadable, or of another run."""
+
+
+def should_run(path: Path, retry_failed: bool, force: bool, run: RunSpec | None = None) -> tuple[bool, str | None]:
+    """(run it?, existing status): finished runs are never redone unless forced; failed ones on request. A record
+    that cannot be trusted (see existing_status) stops the command unless forced."""
+    if force and (path.is_file() or not path.exists()):
+        try:
+            return True, existing_status(path, run)
+        except SuiteError:
+            return True, None
+    status = existing_status(path, run)
+    if status is None:
         return True, status
     return status == "failed" and retry_failed, status
 
 
-def existing_status(path: Path) -> str | None:
-    """'done' / 'failed' for a readable record, None when absent or unreadable."""
+def existing_status(path: Path, run: RunSpec | None = None) -> str | None:
+    """'done' / 'failed' for a record that can be trusted, None when absent. A damaged or unreadable record, or one
+    whose run id is not its file name (or, given `run`, whose run id or settings hash are not the plan's), is an
+    UntrustedRecordError: one line naming the file and what to do."""
+    todo = "delete it or rerun with --force to overwrite it"
+    if path.exists() and not path.is_file():
+        raise UntrustedRecordError(f"{path}: a folder (or other non-file) where the run's record belongs; move it")
     if not path.is_file():
         return None
     try:
-        return read_record(path).status
-    except (ValueError, OSError):
-        return None
+        rec = read_record(path)
+    except DamagedRecordError as e:
+        raise UntrustedRecordError(str(e)) from None
+    except (ValueError, OSError) as e:
+        raise UntrustedRecordError(f"{path}: unreadable record ({type(e).__name__}); {todo}") from None
+    if rec.run_id != path.stem or (run is not None and (rec.run_id != run.run_id
+                                                        or rec.config_hash != run.config_hash)):
+        raise UntrustedRecordError(f"{path}: the record is of run '{rec.run_id}' (settings {rec.config_hash}), "
+                                   f"not of the run planned at this path; {todo}")
+    return rec.status

@@ -183,7 +183,7 @@ def resolve_plan(suites: list[tuple[SuiteSpec, Path]], runs: list[RunSpec], resu
         if path in seen:
             continue
         seen.add(path)
-        go, status = should_run(path, retry_failed, force)
+        go, status = should_run(path, retry_failed, force, r)
         item = PlannedRun(r, path, run_key(r), "train" if go else ("done" if status == "done" else "failed"))
         items.append(item)
         if go:
@@ -232,7 +232,7 @@ def write_link(item: PlannedRun, source: Path, results_dir: Path, *, retry_faile
     except Timeout:
         return Status(RunState.RUNNING, "elsewhere")
     try:
-        go, status = should_run(path, retry_failed, force)
+        go, status = should_run(path, retry_failed, force, item.run)
         if not go:
             return Status(RunState.SKIPPED, str(status))
         if path.is_file():

@@ -15,6 +15,7 @@ from benchmark.config.choices import choices_for
 from benchmark.config.suite import RunSpec, slug
 from benchmark.data.base import LTData
 from benchmark.data.profile import shot_groups
+from benchmark.run.faults import os_error_line
 from benchmark.run.jobs import RunJob
 from benchmark.run.records import RunRecord, environment, git_state, read_record, write_record
 from benchmark.run.states import RunState, Status
@@ -103,8 +104,8 @@ def failed_record(base: dict[str, Any], tracker: Tracker, e: BaseException) -> R
     """Close the tracker as failed; the record keeps the exception and the traceback's last lines."""
     tb = traceback.format_exception(e)
     tb_lines = "".join(tb).strip().splitlines()
-    rec = RunRecord(status="failed", error=f"{type(e).__name__}: {e}\n" + "\n".join(tb_lines[-12:]),
-                    tracker=tracker.info(), **base)
+    first = f"{type(e).__name__}: {os_error_line(e)}" if isinstance(e, OSError) else f"{type(e).__name__}: {e}"
+    rec = RunRecord(status="failed", error=first + "\n" + "\n".join(tb_lines[-12:]), tracker=tracker.info(), **base)
     return _close(tracker, rec, {"status": "failed"}, None)
 
 

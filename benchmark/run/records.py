@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import platform
 import subprocess
@@ -53,6 +55,18 @@ class RunRecord(BaseModel):
     # path relative to the results folder; None for a record of a run trained under its own id
     reused_from: dict[str, str] | None = None
     created: str = Field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    # sha256 of the record's other fields (record_digest), written with them; None in records of older versions
+    digest: str | None = None
+
+
+class DamagedRecordError(ValueError):
+    """A record whose content does not match the digest written with it."""
+
+
+def record_digest(record: RunRecord) -> str:
+    """sha256 over the record's fields except the digest, as canonical JSON (key order and spacing fixed)."""
+    body = record.model_dump(mode="json", exclude={"digest"})
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
 def record_path(results_dir: Path, suite: str, cell: str, run_id: str) -> Path:
@@ -61,12 +75,24 @@ def record_path(results_dir: Path, suite: str, cell: str, run_id: str) -> Path:
 
 
 def write_record(path: Path, record: RunRecord) -> None:
-    """Write atomically: a temp file in the same folder, fsync, then rename over the target."""
-    atomic_write_text(path, record.model_dump_json(indent=1), fsync=True)
+    """Write atomically with its digest: a temp file in the same folder, fsync, then rename over the target."""
+    plain = RunRecord.model_validate_json(record.model_dump_json(exclude={"digest"}))  # the values as read back
+    text = plain.model_copy(update={"digest": record_digest(plain)}).model_dump_json(indent=1)
+    try:
+        atomic_write_text(path, text, fsync=True)
+    except OSError as e:
+        if e.filename is None:  # a failed write names no file: name the target
+            raise OSError(e.errno, e.strerror, str(path)) from e
+        raise
 
 
 def read_record(path: Path) -> RunRecord:
-    return RunRecord.model_validate_json(path.read_text())
+    """A record, its digest checked (records of older versions have none); DamagedRecordError on a mismatch."""
+    rec = RunRecord.model_validate_json(path.read_bytes())
+    if rec.digest is not None and record_digest(rec) != rec.digest:
+        raise DamagedRecordError(f"{path}: damaged record (its content does not match the digest written with it); "
+                                 f"delete it or rerun with --force to train the run again")
+    return rec
 
 
 def load_records(results_dir: Path, suite: str) -> list[RunRecord]:
@@ -75,6 +101,8 @@ def load_records(results_dir: Path, suite: str) -> list[RunRecord]:
     for p in sorted((results_dir / suite).glob("*/*.json")):
         try:
             out.append(read_record(p))
+        except DamagedRecordError as e:
+            print(f"lt-bench: skipping {e}")
         except (ValueError, OSError) as e:
             print(f"lt-bench: skipping unreadable record {p}: {str(e).splitlines()[0]}")
     return out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,8 @@ from benchmark.run.recording import RunOutcome
 from benchmark.run.records import read_record
 from benchmark.run.states import RunState, Status
 from benchmark.run.unit import InlineExecutor
+
+MIN_FREE_BYTES = 16 * 2**20  # less free space on the results disk than this refuses to start
 
 
 def run_suite(spec: SuiteSpec, *, where: str = "", seeds: list[int] | None = None,
@@ -122,6 +125,13 @@ def _check_writable(results_dir: Path) -> None:
     probe = results_dir
     while not probe.exists() and probe != probe.parent:
         probe = probe.parent
-    if not (probe.is_dir() and os.access(probe, os.W_OK | os.X_OK)):
+    if not probe.is_dir():
+        raise SuiteError(f"results directory {results_dir}: {probe} is a file, not a folder (not writable); "
+                         f"choose another with --results-dir")
+    free = shutil.disk_usage(probe).free
+    if free < MIN_FREE_BYTES:  # a record would not fit after training: say so before anything runs
+        raise SuiteError(f"results directory {results_dir}: only {free // 1024} KiB free on its disk; free some "
+                         f"space or choose another with --results-dir")
+    if not os.access(probe, os.W_OK | os.X_OK):
         raise SuiteError(f"results directory {results_dir} is not writable (checked {probe}); "
                          f"choose another with --results-dir")

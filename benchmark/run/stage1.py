@@ -7,15 +7,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from benchmark.config.suite import RunSpec
+from benchmark.config.suite import RunSpec, SuiteError
 from benchmark.data.base import LTData
+from benchmark.engine.checkpoint import load_sealed, save_sealed
 from benchmark.engine.loop import fit
 from benchmark.engine.parts import build_model
 from benchmark.run.jobs import existing_status
 from benchmark.run.records import read_record
-from benchmark.schema.files import atomic_write, atomic_write_text
+from benchmark.schema.files import atomic_write_text
 
 
 def stage1_model(r: RunSpec, data: LTData, path: Path, hook: Callable[[dict[str, Any]], None]
@@ -23,12 +22,13 @@ def stage1_model(r: RunSpec, data: LTData, path: Path, hook: Callable[[dict[str,
     """The stage-1 model of a two-stage run: the weights of a finished run of the suite with exactly the stage-1
     settings (e.g. the 'CE-DRW + CMO' row for 'CE-DRW + CMO + LAS'; for a linked copy, the weights of the run it
     names in `reused_from`), else trained here first."""
-
-
     s1 = r.settings.stage1()
     suite_dir = path.parent.parent
     for cand in sorted(suite_dir.glob(f"*/*-{s1.run_hash(r.suite_version)}.json")):
-        if existing_status(cand) != "done":
+        try:
+            if existing_status(cand) != "done":
+                continue
+        except SuiteError:  # another run's damaged or misplaced record: not a source of weights
             continue
         rec = read_record(cand)
         weights = cand.with_suffix(".weights.pt")
@@ -36,13 +36,13 @@ def stage1_model(r: RunSpec, data: LTData, path: Path, hook: Callable[[dict[str,
             weights = (suite_dir.parent / rec.reused_from["path"]).with_suffix(".weights.pt")
         if weights.is_file():
             model = build_model(s1, data.num_classes)
-            model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+            model.load_state_dict(load_sealed(weights, "weights file"))
             return model, {"run_id": rec.run_id, "source": "reused", "metrics": rec.metrics}
     own = path.with_name(path.stem + ".stage1.weights.pt")  # trained here by an earlier, interrupted attempt
     info_file = own.with_suffix(".json")
     if own.is_file() and info_file.is_file():
         model = build_model(s1, data.num_classes)
-        model.load_state_dict(torch.load(own, map_location="cpu", weights_only=True))
+        model.load_state_dict(load_sealed(own, "weights file"))
         return model, json.loads(info_file.read_text())
     ckpt = path.with_name(path.stem + ".stage1.ckpt")
     res = fit(s1, data, on_epoch=hook, checkpoint=ckpt, run_id=f"{r.run_id}/stage1")
@@ -54,6 +54,5 @@ def stage1_model(r: RunSpec, data: LTData, path: Path, hook: Callable[[dict[str,
 
 
 def save_weights(model: Any, path: Path) -> None:
-    """The final model's state dict, written atomically."""
-    state = model.state_dict()
-    atomic_write(path, lambda tmp: torch.save(state, tmp))
+    """The final model's state dict, written atomically with its digest."""
+    save_sealed(model.state_dict(), path)

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
+import sys
 import threading
+from pathlib import Path
 from typing import Any
 
 from filelock import FileLock, Timeout
@@ -61,7 +65,7 @@ def run_unit(unit: list[RunJob], progress: Any = None, index: int = 0, total: in
     rank, world = rank_world()
     if rank > 0:  # another process of a multi-process run: train alongside rank 0, which alone records
         job = unit[0]
-        if should_run(job.path, job.retry_failed, job.force)[0]:
+        if should_run(job.path, job.retry_failed, job.force, job.run)[0]:
             train_pack([Run(job.run.settings, datas[0], job.run.run_id, job.path.with_suffix(".ckpt"))])
         return [RunOutcome(job.run, RunState.RANK, job.path, detail=f"{rank} of {world}")]
     outcomes: list[RunOutcome] = []
@@ -75,16 +79,17 @@ def run_unit(unit: list[RunJob], progress: Any = None, index: int = 0, total: in
         except Timeout:
             outcomes.append(RunOutcome(job.run, RunState.RUNNING, job.path, detail="elsewhere"))
             continue
-        go, status = should_run(job.path, job.retry_failed, job.force)
+        go, status = should_run(job.path, job.retry_failed, job.force, job.run)
         if not go:
             lock.release()
             outcomes.append(RunOutcome(job.run, RunState.SKIPPED, job.path, detail=str(status)))
             continue
+        clean_stale_temps(job)
         active.append((job, data))
         locks.append(lock)
     for out in outcomes if progress else []:  # left to another process: off the suite's ETA
         progress.end_run(out)
-    previous = stop_on_sigterm() if active else None
+    previous = stop_on_signals() if active else {}
     try:
         if active:
             outcomes += _train_and_record(active, progress, index, total)
@@ -92,8 +97,8 @@ def run_unit(unit: list[RunJob], progress: Any = None, index: int = 0, total: in
     finally:
         for lock in locks:
             lock.release()
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def _train_and_record(active: list[tuple[RunJob, LTData]], progress: Any, index: int,
@@ -124,20 +129,48 @@ def _train_and_record(active: list[tuple[RunJob, LTData]], progress: Any, index:
         results = [e] * len(active)
     outcomes = []
     for (job, data), base, tracker, res in zip(active, bases, trackers, results, strict=True):
+        if not isinstance(res, BaseException):
+            try:
+                save_weights(res.model, job.path.with_suffix(".weights.pt"))
+            except OSError as e:  # e.g. a full disk: the run is recorded failed, with the cause, not lost
+                res = e
         if isinstance(res, BaseException):
             rec = failed_record(base, tracker, res)
         else:
-            save_weights(res.model, job.path.with_suffix(".weights.pt"))
             rec = done_record(base, job.run, data, tracker, res, stage1)
         outcomes.append(finish_job(job, rec, progress))
     return outcomes
 
 
-def stop_on_sigterm() -> Any:
-    """SIGTERM asks the loop to stop at the next step (main thread only); returns the previous handler."""
+def clean_stale_temps(job: RunJob) -> list[Path]:
+    """Remove the run's temp files (partial checkpoint, weights or record writes) older than its lock, which this
+    process has just taken: only a killed writer leaves them. Says so for each; returns them."""
+    lock = job.path.with_suffix(".lock")
+    os.utime(lock)  # the lock's time is now: every temp file of this run from before is stale
+    since = lock.stat().st_mtime
+    gone = []
+    for p in sorted(job.path.parent.glob(f".{job.run.run_id}.*tmp")):
+        with contextlib.suppress(FileNotFoundError):
+            if p.stat().st_mtime < since:
+                p.unlink()
+                gone.append(p)
+                print(f"lt-bench: removed stale temp file {p} (left by an interrupted write)", file=sys.stderr)
+    return gone
+
+
+def stop_on_signals() -> dict[int, Any]:
+    """SIGTERM and SIGINT (Ctrl-C) ask the loop to stop at the next step, which checkpoints; a second Ctrl-C
+    interrupts at once (main thread only). Returns the previous handlers by signal."""
     if threading.current_thread() is not threading.main_thread():
-        return None
-    return signal.signal(signal.SIGTERM, lambda signum, frame: request_stop())
+        return {}
+    asked: list[int] = []
+
+    def on_signal(signum: int, frame: Any) -> None:
+        if signum == signal.SIGINT and signal.SIGINT in asked:
+            raise KeyboardInterrupt
+        asked.append(signum)
+        request_stop(signum)
+    return {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
 
 
 class InlineExecutor:

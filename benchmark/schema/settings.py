@@ -120,7 +120,7 @@ class TrainSettings(Strict):
                                                        "reference's nn.DataParallel GPUs; running statistics from "
                                                        "chunk 0); with DDP, bn_groups / processes chunks per process "
                                                        "(1: one BatchNorm batch per process)")
-    device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
+    device: str = Field("auto", pattern=r"^(auto|cpu|mps|cuda(:\d+)?)$", description="auto | cpu | cuda | cuda:N")
     precision: Literal["auto", "fp32", "bf16"] = Field(
         "auto", description="forward under bf16 autocast (losses and weights fp32); auto: bf16 on CUDA, fp32 on CPU")
     channels_last: bool | None = Field(None, description="NHWC model and inputs; None: on CUDA")
