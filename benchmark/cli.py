@@ -273,9 +273,9 @@ def status_cmd(name: SuiteArg, results_dir: ResultsOpt = Path("results"), set_: 
         try:
             spec, _ = load_suite(name)
             runs = plan(spec, seeds=parse_seeds(seeds), overrides=parse_set(set_ or []), smoke=smoke)
+            rows = status_rows(runs, results_dir)
         except SuiteError as e:
             fail(str(e))
-        rows = status_rows(runs, results_dir)
         counts = status_counts(rows)
     if as_json:
         return out.emit({"suite": spec.suite, "runs": rows, "counts": counts})

@@ -20,6 +20,7 @@ from benchmark.config.suite import load_suite
 from benchmark.data.base import LTData
 from benchmark.data.profile import shot_groups
 from benchmark.data.sources import LoaderSource, TensorSource
+from benchmark.engine.checkpoint import load_sealed
 from benchmark.engine.distributed import shard_range
 from benchmark.engine.evaluation import evaluate
 from benchmark.engine.fused import PackNet
@@ -129,7 +130,7 @@ def test_two_process_run_records_the_single_process_evaluation_of_its_model(tiny
     s = RunSettings.model_validate(rec.settings)
     data = load_dataset(s.data).limit_test(s.eval.test_limit_per_class)
     model = build_model(s, data.num_classes)
-    model.load_state_dict(torch.load(outcomes[0].path.with_suffix(".weights.pt"), weights_only=True))
+    model.load_state_dict(load_sealed(outcomes[0].path.with_suffix(".weights.pt"), "weights"))
     source = TensorSource(data, s.train.augment, torch.device("cpu"))
     groups = shot_groups(data.class_counts, s.eval.many_above, s.eval.few_below)
     metrics, pc = evaluate(PackNet([model]), [(source, data.num_classes, groups)])[0]

@@ -135,9 +135,10 @@ def test_declared_dependencies_cover_every_import() -> None:
 
     tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
 
-    declared = {d.split(">")[0].split("=")[0].split("[")[0].strip().lower() for d in
-                tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["dependencies"]}
-    dist = {"PIL": "pillow", "yaml": "pyyaml"}
+    project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
+    extras = [d for ds in project.get("optional-dependencies", {}).values() for d in ds]
+    declared = {d.split(">")[0].split("=")[0].split("[")[0].strip().lower() for d in project["dependencies"] + extras}
+    dist = {"PIL": "pillow", "yaml": "pyyaml", "wandb_workspaces": "wandb-workspaces"}
     imported = set()
     for path in (REPO_ROOT / "benchmark").rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):

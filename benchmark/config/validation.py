@@ -77,9 +77,6 @@ def check_components(s: RunSettings) -> None:
     except ValueError as e:
         raise SuiteError(f"train.schedule '{s.train.schedule}': {e}") from None
     check_backbone(s.backbone.name)
-    if s.backbone.num_experts is not None and supports_cosine_head(s.backbone.name):
-        raise SuiteError(f"backbone.num_experts is set but backbone '{s.backbone.name}' has no experts; "
-                         f"remove it or use a ride_* backbone")
     if loss.head == "cosine" and not supports_cosine_head(s.backbone.name):
         raise SuiteError(f"loss '{s.method.loss}' needs a cosine classifier, which backbone '{s.backbone.name}' "
                          f"cannot take (its experts have their own heads); use loss 'ride' with it")

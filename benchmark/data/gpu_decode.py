@@ -186,9 +186,10 @@ class GpuDecodeSource:
         for chunk, fut in self._stream(self.train_paths, chunks):
             yield FileBatch(self, chunk, fut, aug)
 
-    def test_batches(self, bs: int = 256) -> Iterator[tuple[Tensor, Tensor]]:
-        n = len(self.test_paths)
-        chunks = [list(range(i, min(i + bs, n))) for i in range(0, n, bs)]
+    def test_batches(self, bs: int = 256, part: range | None = None) -> Iterator[tuple[Tensor, Tensor]]:
+        """Test batches in list order; `part`: only these positions (a rank's slice), decoded by this rank alone."""
+        idx = list(part if part is not None else range(len(self.test_paths)))
+        chunks = [idx[i:i + bs] for i in range(0, len(idx), bs)]
         short = int(self.size * 256 / 224)
         for chunk, fut in self._stream(self.test_paths, chunks):
             x = torch.stack([resize_center(im, short, self.size) for im in self.ready(*fut.result())])

@@ -117,7 +117,7 @@ def _put(rec: RunRecord, results_dir: Path, out: PullResult) -> Path:
     """Write a pulled record to its place unless the local one is the same or newer."""
     path = record_path(results_dir, rec.suite, cell_of(rec), rec.run_id)
     local = _read_or_none(path)
-    if local == rec:
+    if local is not None and local.model_copy(update={"digest": None}) == rec.model_copy(update={"digest": None}):
         out.unchanged.append(path)
     elif local is not None and local.created > rec.created:
         out.kept_local.append(path)

@@ -90,12 +90,11 @@ def time_loop(name: str, cfg: BenchConfig, data: LTData, runs: list[RunSettings]
     epoch_s = sum(r["train/time_per_batch_s"] for r in timed) / len(timed) * cfg.steps
     k = len(runs)
     images = cfg.batch_size * cfg.steps * k
-    return {"name": name, "function": LOOP, "k": k, "runs": k, "images": images * len(timed),
+    return {**res.execution, "name": name, "function": LOOP, "k": k, "runs": k, "images": images * len(timed),
             "steps": cfg.steps * len(timed), "elapsed_s": epoch_s * len(timed), "images_per_s": images / epoch_s,
             "ms_per_step": 1000 * epoch_s / cfg.steps, "wall_s": time.time() - t0,
             "first_epoch_extra_s": res.curve[0]["train/time_per_batch_s"] * cfg.steps - epoch_s,
-            "members": sorted({f"{s.method.loss}/{s.method.rule}/{s.method.mixer}" for s in runs}),
-            **res.execution}
+            "members": sorted({f"{s.method.loss}/{s.method.rule}/{s.method.mixer}" for s in runs})}
 
 
 def variants(cfg: BenchConfig) -> list[tuple[str, list[RunSettings]]]:

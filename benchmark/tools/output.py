@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import csv
-import json
 from pathlib import Path
 from typing import Any
 
 from benchmark.config.suite import RunSpec
-from benchmark.run.executors import queue_file, run_status
+from benchmark.run.executors import read_queue, run_status
 from benchmark.run.records import record_path
 
 
@@ -28,8 +27,7 @@ def status_rows(runs: list[RunSpec], results_dir: Path) -> list[dict[str, Any]]:
     """`status`: per planned run its identity and status (done, failed, running, interrupted, queued, not started)."""
     if not runs:
         return []
-    q = queue_file(results_dir / runs[0].suite)
-    queue = json.loads(q.read_text()) if q.is_file() else {}
+    queue = read_queue(results_dir / runs[0].suite)
     out = []
     for r in runs:
         path = record_path(results_dir, r.suite, r.cell, r.run_id)
