@@ -9,17 +9,14 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from benchmark.cli_common import fail
+
 KindArg = Annotated[str, typer.Argument(help="imagenet_lt or inat2018.")]
 RootOpt = Annotated[Path, typer.Option("--root", help="The dataset folder (image tree + split lists).")]
 KINDS = ("imagenet_lt", "inat2018")
+# long path lines stay whole (a test or a log can grep them), numbers unstyled
 console = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
-
-
-def fail(msg: str, code: int = 2) -> None:
-    """Print one error line and exit (2 = bad input)."""
-    err.print(f"error: {msg}", markup=False)
-    raise typer.Exit(code)
 
 
 def _kind(kind: str) -> str:

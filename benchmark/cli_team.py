@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 
+from benchmark.cli_common import console, err, fail
 from benchmark.config.suite import REPO_ROOT, SuiteError, load_suite, plan
 from benchmark.run.dashboard import dashboard_spec, save_dashboard, to_report
 from benchmark.run.pull import PullError, explain, pull_suite
@@ -17,20 +17,12 @@ from benchmark.run.tracking import log_report, offline_sync_hint
 from benchmark.schema.registry import UnknownComponentError
 
 team_app = typer.Typer()
-console = Console()
-err = Console(stderr=True)
 
 SuiteArg = Annotated[str, typer.Argument(help="Suite name (in suites/) or path to a suite YAML.")]
 EntityOpt = Annotated[str, typer.Option("--entity", envvar="WANDB_ENTITY", help="W&B entity (user or team) that owns "
                                                                                 "the project.")]
 ProjectOpt = Annotated[str, typer.Option("--project", envvar="WANDB_PROJECT", help="W&B project the runs were logged "
                                                                                    "to.")]
-
-
-def fail(msg: str, code: int = 2) -> None:
-    """Print one error line and exit (2 = bad input)."""
-    err.print(f"error: {msg}", highlight=False, markup=False, soft_wrap=True)
-    raise typer.Exit(code)
 
 
 def _check_tracker(value: str) -> str:

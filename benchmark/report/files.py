@@ -2,37 +2,19 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from benchmark.schema.files import atomic_write as shared_atomic_write
 
 FIGURE_DPI = 150
 FIGURE_FORMATS = ("png", "pdf")
 
 
-def _umask() -> int:
-    old = os.umask(0o022)
-    os.umask(old)
-    return old
-
-
 def atomic_write(path: Path, write: Callable[[str], Any]) -> Path:
-    """Call write(temp path) in the target's folder, then rename over the target: no partial file is ever seen.
-
-    The file gets the mode an ordinary open() would give (0666 minus the umask), not mkstemp's 0600.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """`schema.files.atomic_write` (temp file + rename, mode from the umask) returning the path written."""
+    shared_atomic_write(path, write, suffix=path.suffix)
     return path
 
 

@@ -3,8 +3,6 @@ mixer (background ~ P, foreground ~ the minority-weighted Q, CutMix box) on a da
 
 from __future__ import annotations
 
-import os
-import tempfile
 import textwrap
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +20,7 @@ from benchmark.config.catalog import load_dataset  # noqa: E402
 from benchmark.data.samplers import SamplerContext, samplers  # noqa: E402
 from benchmark.data.split_lists import FileDataset  # noqa: E402
 from benchmark.methods.mixers import MixContext, mixers  # noqa: E402
+from benchmark.schema.files import atomic_write
 from benchmark.schema.settings import DataSettings  # noqa: E402
 
 GRID_DPI = 150
@@ -131,18 +130,8 @@ def write_cmo_samples(out: Path, dataset: str = "synthetic_lt", data_options: di
              f"drawn from the minority-weighted Q, then its patch pasted on backgrounds drawn from P "
              f"(caption: class, patch area, background class); α = {alpha:g}, seed {seed}")
     fig = grid_figure(grid, "\n".join(textwrap.wrap(title, 16 * (1 + cols))))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=out.suffix)
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=GRID_DPI, format=fmt)
-        umask = os.umask(0o022)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        atomic_write(out, lambda tmp: fig.savefig(tmp, dpi=GRID_DPI, format=fmt), suffix=out.suffix)
     finally:
         plt.close(fig)
     return out, grid
